@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/plan"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/render"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/taskmeta"
+)
+
+func runInit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs, c := newFlagSet("init", stderr)
+	s, log, err := c.parse(fs, args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+
+	start := time.Now()
+	values, err := resolve(ctx, s, getenv, log)
+	if err != nil {
+		return err
+	}
+	n, changed, err := write(s, values)
+	if err != nil {
+		log.Error("cannot write secrets: "+err.Error()+"; files already in place are unchanged", "output_dir", s.OutputDir)
+		return &exitError{code: exitFailed, msg: err.Error()}
+	}
+	log.Info("secrets written", "output_dir", s.OutputDir, "secrets", len(values),
+		"files", n, "changed", changed, "duration_ms", time.Since(start).Milliseconds())
+	return nil
+}
+
+// resolve fetches every secret; on any failure of a non-optional secret it
+// logs one line per failing secret and returns an error: fail closed.
+func resolve(ctx context.Context, s *config.Settings, getenv func(string) string, log *slog.Logger) (map[string]fetch.Result, error) {
+	region, err := taskRegion(ctx, s, getenv)
+	if err != nil {
+		log.Error(err.Error())
+		return nil, &exitError{code: exitFailed, msg: err.Error()}
+	}
+	cfg, err := fetch.LoadAWSConfig(ctx)
+	if err != nil {
+		log.Error(err.Error())
+		return nil, &exitError{code: exitFailed, msg: err.Error()}
+	}
+	f := &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: region}
+	reqs := make([]fetch.Request, len(s.Secrets))
+	for i, sec := range s.Secrets {
+		reqs[i] = fetch.Request{Name: sec.Name, Ref: sec.Ref, Optional: sec.Optional}
+	}
+	out, err := f.Fetch(ctx, reqs)
+	for _, e := range out.Skipped {
+		log.Warn("optional secret skipped: "+e.Error(), fetchAttrs(e)...)
+	}
+	if err != nil {
+		var failed int
+		for _, e := range unjoin(err) {
+			failed++
+			var fe *fetch.Error
+			if errors.As(e, &fe) {
+				log.Error(fe.Error(), fetchAttrs(fe)...)
+			} else {
+				log.Error(e.Error())
+			}
+		}
+		msg := fmt.Sprintf("%d of %d secrets could not be resolved; nothing was written", failed, len(reqs))
+		log.Error(msg)
+		return nil, &exitError{code: exitFailed, msg: msg}
+	}
+	return out.Values, nil
+}
+
+func fetchAttrs(e *fetch.Error) []any {
+	return []any{"secret", e.Name, "value_from", e.Ref.Raw, "region", e.Region,
+		"code", e.Code, "class", string(e.Class())}
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// taskRegion is the region for bare Parameter Store names: AWS_REGION,
+// AWS_DEFAULT_REGION, else the task ARN's region from the task metadata
+// endpoint. It is needed only when some reference is a bare name.
+func taskRegion(ctx context.Context, s *config.Settings, getenv func(string) string) (string, error) {
+	needed := false
+	for _, sec := range s.Secrets {
+		needed = needed || sec.Ref.Region == ""
+	}
+	if !needed {
+		return "", nil
+	}
+	for _, v := range []string{"AWS_REGION", "AWS_DEFAULT_REGION"} {
+		if r := getenv(v); r != "" {
+			return r, nil
+		}
+	}
+	t, err := taskmeta.Get(ctx, getenv, &http.Client{Timeout: 5 * time.Second})
+	if err == nil {
+		var r string
+		if r, err = t.Region(); err == nil {
+			return r, nil
+		}
+	}
+	return "", fmt.Errorf("no region for Parameter Store names: set AWS_REGION, run in an ECS task, or use full ARNs (%v)", err)
+}
+
+// write renders every file in memory, then writes them; it returns how many
+// files it wrote and how many of those changed.
+func write(s *config.Settings, values map[string]fetch.Result) (n, changed int, err error) {
+	files, err := plan.Files(s, values)
+	if err != nil {
+		return 0, 0, err
+	}
+	dir, err := render.OpenDir(s.OutputDir)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer dir.Close()
+	for _, f := range files {
+		c, err := dir.Write(f)
+		if err != nil {
+			return n, changed, err
+		}
+		n++
+		if c {
+			changed++
+		}
+	}
+	return n, changed, nil
+}
