@@ -127,12 +127,13 @@ func errorCode(err error) string {
 		return "KeyNotFound"
 	case errors.Is(err, secret.ErrNotJSONObject):
 		return "NotJSONObject"
+	case errors.Is(err, ErrCredentials):
+		// Before APIError: the credentials endpoint's own errors are APIErrors too.
+		return "NoCredentials"
 	case errors.As(err, &ae):
 		return ae.ErrorCode()
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return "Timeout"
-	case errors.Is(err, ErrCredentials):
-		return "NoCredentials"
 	}
 	// Network failures, and anything else that never reached AWS.
 	return "RequestError"

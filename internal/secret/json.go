@@ -61,9 +61,9 @@ func SortedKeys(m map[string]Value) []string {
 }
 
 func fieldValue(raw json.RawMessage) Value {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return FromString(s)
+	var s *string
+	if json.Unmarshal(raw, &s) == nil && s != nil {
+		return FromString(*s)
 	}
 	var buf bytes.Buffer
 	if json.Compact(&buf, raw) != nil {

@@ -1,0 +1,172 @@
+package config
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadSpecExample(t *testing.T) {
+	s, err := Load(Flags{ConfigPath: "testdata/spec-example.json"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(s.Secrets), 3; got != want {
+		t.Fatalf("secrets = %d, want %d", got, want)
+	}
+	api := s.Secrets[1]
+	if api.File != "api/key.txt" || api.Mode != 0o400 || api.UID != 1000 || api.GID != 1000 || api.Ref.JSONKey != "key" {
+		t.Errorf("API_KEY = %+v", api)
+	}
+	if db := s.Secrets[0]; db.File != "DB_PASSWORD" || db.Mode != 0o444 {
+		t.Errorf("DB_PASSWORD file %q mode %v", db.File, db.Mode)
+	}
+	if rds := s.Secrets[2]; !rds.Expand || rds.File != "" {
+		t.Errorf("RDS = %+v", rds)
+	}
+	if s.Interval != 5*time.Minute || s.Jitter != 30*time.Second {
+		t.Errorf("interval %s jitter %s", s.Interval, s.Jitter)
+	}
+	if s.OutputDir != "/run/secrets" || s.EnvFile != "secrets.env" || s.JSONFile != "secrets.json" || len(s.Templates) != 1 || len(s.OnChange) != 4 || s.MetricsAddr != ":9102" {
+		t.Errorf("settings = %+v", s)
+	}
+	if s.Source != "testdata/spec-example.json" {
+		t.Errorf("source = %q", s.Source)
+	}
+}
+
+func TestLoadDefaultsAndFlags(t *testing.T) {
+	s, err := Load(Flags{Secrets: []string{"A=/x/a", "B=arn:aws:ssm:eu-west-1:111122223333:parameter/b"}}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.OutputDir != DefaultOutputDir || s.Mode != DefaultMode || s.UID != -1 || s.GID != -1 {
+		t.Errorf("defaults = %+v", s)
+	}
+	if s.Interval != DefaultInterval || s.Jitter != DefaultInterval/10 {
+		t.Errorf("interval %s jitter %s", s.Interval, s.Jitter)
+	}
+	if s.Secrets[1].Ref.Region != "eu-west-1" || s.Secrets[1].File != "B" {
+		t.Errorf("B = %+v", s.Secrets[1])
+	}
+
+	// Flags override the JSON, and --secret adds to its list.
+	s, err = Load(Flags{Secrets: []string{"B=/b"}, OutputDir: "/out", Interval: "10s", MetricsAddr: "127.0.0.1:0"},
+		env(map[string]string{"AGENT_CONFIG": `{"secrets":[{"name":"A","valueFrom":"/a"}],"outputDir":"/ignored","refresh":{"interval":"1h"}}`}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Secrets) != 2 || s.OutputDir != "/out" || s.Interval != 10*time.Second || s.Jitter != time.Second || s.MetricsAddr != "127.0.0.1:0" || s.Source != "AGENT_CONFIG" {
+		t.Errorf("merged = %+v", s)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.json")
+	ok := `{"name":"A","valueFrom":"/a"}`
+	tests := []struct {
+		name  string
+		flags Flags
+		json  string // AGENT_CONFIG
+		want  string
+	}{
+		{"nothing", Flags{}, "", "no secrets configured: give --secret NAME=VALUEFROM, --config FILE or AGENT_CONFIG"},
+		{"both sources", Flags{ConfigPath: "x.json"}, `{}`, `both --config "x.json" and AGENT_CONFIG are set: use one`},
+		{"missing file", Flags{ConfigPath: missing}, "", `--config: cannot read "` + missing + `": no such file or directory`},
+		{"config is a directory", Flags{ConfigPath: "testdata"}, "", `--config: cannot read "testdata": is a directory`},
+		{"unknown field", Flags{}, `{"secrets":[` + ok + `],"outptuDir":"/x"}`, `AGENT_CONFIG: invalid JSON: unknown field "outptuDir"`},
+		{"unknown secret field", Flags{}, `{"secrets":[{"name":"A","valueFrom":"/a","optinal":true}]}`, `AGENT_CONFIG: invalid JSON: unknown field "optinal"`},
+		{"wrong type", Flags{}, `{"secrets":[{"name":"A","valueFrom":"/a","expand":"ture"}]}`, `AGENT_CONFIG: field "secrets.expand": expected bool, got JSON string`},
+		{"trailing data", Flags{}, `{"secrets":[` + ok + `]} {}`, `AGENT_CONFIG: unexpected data after the JSON object`},
+		{"syntax", Flags{}, `{"secrets":[`, `AGENT_CONFIG: invalid JSON: unexpected EOF`},
+		{"flag without =", Flags{Secrets: []string{"A"}}, "", `--secret "A": want NAME=VALUEFROM`},
+		{"missing name", Flags{}, `{"secrets":[{"valueFrom":"/a"}]}`, `secrets[0].name: missing`},
+		{"bad name", Flags{}, `{"secrets":[{"name":"DB-PASS","valueFrom":"/a"}]}`, `secrets[0].name: "DB-PASS" is not a valid environment variable name (letters, digits and _, not starting with a digit)`},
+		{"name with slash", Flags{}, `{"secrets":[{"name":"a/b","valueFrom":"/a"}]}`, `secrets[0].name: "a/b" is not a valid environment variable name (letters, digits and _, not starting with a digit)`},
+		{"name with dots", Flags{Secrets: []string{"..=/a"}}, "", `--secret "..=/a".name: ".." is not a valid environment variable name (letters, digits and _, not starting with a digit)`},
+		{"duplicate name", Flags{Secrets: []string{"A=/b"}}, `{"secrets":[` + ok + `]}`, `--secret "A=/b".name: duplicate name "A"`},
+		{"missing valueFrom", Flags{}, `{"secrets":[{"name":"A"}]}`, `secrets[0].valueFrom: missing`},
+		{"bad valueFrom", Flags{}, `{"secrets":[{"name":"A","valueFrom":"arn:aws:s3:::bucket"}]}`, `secrets[0].valueFrom: invalid valueFrom "arn:aws:s3:::bucket": `},
+		{"file escapes", Flags{}, `{"secrets":[{"name":"A","valueFrom":"/a","file":"../etc/passwd"}]}`, `secrets[0].file: `},
+		{"file absolute", Flags{}, `{"secrets":[{"name":"A","valueFrom":"/a","file":"/etc/passwd"}]}`, `secrets[0].file: `},
+		{"same file twice", Flags{}, `{"secrets":[{"name":"A","valueFrom":"/a","file":"x"},{"name":"B","valueFrom":"/b","file":"x"}]}`, `secrets[1].file: "x" is also written by secrets[0].file`},
+		{"envFile is a secret's file", Flags{}, `{"secrets":[` + ok + `],"envFile":"A"}`, `envFile: "A" is also written by secrets[0].file`},
+		{"jsonFile escapes", Flags{}, `{"secrets":[` + ok + `],"jsonFile":"a/../../x"}`, `jsonFile: `},
+		{"expand with file", Flags{}, `{"secrets":[{"name":"A","valueFrom":"/a","expand":true,"file":"x"}]}`, `secrets[0].file: not allowed with expand (each key is written to NAME_KEY)`},
+		{"expand with key", Flags{}, `{"secrets":[{"name":"A","valueFrom":"arn:aws:secretsmanager:us-east-1:111122223333:secret:a-AbCdEf:k::","expand":true}]}`, `secrets[0].expand: the reference already selects JSON key "k"; drop the key or expand`},
+		{"bad mode", Flags{}, `{"secrets":[` + ok + `],"mode":"rw"}`, `mode: "rw" is not an octal file mode like "0444" or "0400"`},
+		{"mode too big", Flags{}, `{"secrets":[` + ok + `],"mode":"4755"}`, `mode: "4755" is not an octal file mode like "0444" or "0400"`},
+		{"mode unreadable", Flags{}, `{"secrets":[{"name":"A","valueFrom":"/a","mode":"0044"}]}`, `secrets[0].mode: "0044" leaves the file unreadable by its owner`},
+		{"negative uid", Flags{}, `{"secrets":[` + ok + `],"uid":-1}`, `uid: -1 is negative`},
+		{"negative secret gid", Flags{}, `{"secrets":[{"name":"A","valueFrom":"/a","gid":-5}]}`, `secrets[0].gid: -5 is negative`},
+		{"template both", Flags{}, `{"secrets":[` + ok + `],"templates":[{"template":"x","source":"y","destination":"d"}]}`, `templates[0]: set template or source, not both`},
+		{"template none", Flags{}, `{"secrets":[` + ok + `],"templates":[{"destination":"d"}]}`, `templates[0]: template or source is required`},
+		{"template no destination", Flags{}, `{"secrets":[` + ok + `],"templates":[{"template":"x"}]}`, `templates[0].destination: missing`},
+		{"template escapes", Flags{}, `{"secrets":[` + ok + `],"templates":[{"template":"x","destination":"../../etc/cron.d/x"}]}`, `templates[0].destination: `},
+		{"template syntax", Flags{}, `{"secrets":[` + ok + `],"templates":[{"template":"{{ secret ","destination":"d"}]}`, `templates[0].template: `},
+		{"template source missing", Flags{}, `{"secrets":[` + ok + `],"templates":[{"source":"` + missing + `","destination":"d"}]}`, `templates[0].source: cannot read "` + missing + `": no such file or directory`},
+		{"template same destination", Flags{}, `{"secrets":[` + ok + `],"templates":[{"template":"x","destination":"A"}]}`, `templates[0].destination: "A" is also written by secrets[0].file`},
+		{"interval", Flags{}, `{"secrets":[` + ok + `],"refresh":{"interval":"5 minutes"}}`, `refresh.interval: "5 minutes" is not a duration ("30s", "5m")`},
+		{"interval too short", Flags{Interval: "500ms"}, `{"secrets":[` + ok + `]}`, `refresh.interval: 500ms is below the minimum of 1s`},
+		{"jitter too big", Flags{}, `{"secrets":[` + ok + `],"refresh":{"interval":"10s","jitter":"10s"}}`, `refresh.jitter: 10s must be less than the interval 10s`},
+		{"two actions in one", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"signal":{},"http":{"url":"http://x"}}]}`, `onChange[0]: want exactly one of signal, http, redeploy, restart; got {"signal":{},"http":{"url":"http://x"}}`},
+		{"empty action", Flags{}, `{"secrets":[` + ok + `],"onChange":[{}]}`, `onChange[0]: want exactly one of signal, http, redeploy, restart; got {}`},
+		{"bad signal", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"signal":{"process":"nginx","signal":"SIGFOO"}}]}`, `onChange[0].signal.signal: "SIGFOO" is not one of SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH`},
+		{"signal both targets", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"signal":{"process":"a","pidFile":"b"}}]}`, `onChange[0].signal: set process or pidFile, not both`},
+		{"bad url", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"http":{"url":"localhost:8080/reload"}}]}`, `onChange[0].http.url: "localhost:8080/reload" is not an http:// or https:// URL`},
+		{"bad method", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"http":{"url":"http://x/","method":"DELETE"}}]}`, `onChange[0].http.method: "DELETE" is not GET, POST or PUT`},
+		{"bad metricsAddr", Flags{MetricsAddr: "9102"}, `{"secrets":[` + ok + `]}`, `metricsAddr: "9102" is not HOST:PORT (":9102", "127.0.0.1:0")`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(tt.flags, env(map[string]string{"AGENT_CONFIG": tt.json}))
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if _, ok := err.(*Error); !ok {
+				t.Errorf("error is %T, want *config.Error", err)
+			}
+			// A want ending in ": " pins the field and leaves the reason to
+			// the package that owns it (its own tests assert the exact text).
+			if strings.HasSuffix(tt.want, ": ") {
+				if !strings.HasPrefix(err.Error(), tt.want) {
+					t.Errorf("error\n got %q\nwant prefix %q", err, tt.want)
+				}
+				return
+			}
+			if err.Error() != tt.want {
+				t.Errorf("error\n got %q\nwant %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestUnreadableConfigFile(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads files whatever their mode; the missing-file case covers the message")
+	}
+	p := filepath.Join(t.TempDir(), "c.json")
+	if err := os.WriteFile(p, []byte(`{}`), 0o000); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(Flags{ConfigPath: p}, env(nil))
+	if want := `--config: cannot read "` + p + `": permission denied`; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %q", err, want)
+	}
+}
+
+func TestModeParsing(t *testing.T) {
+	for in, want := range map[string]fs.FileMode{"0444": 0o444, "0400": 0o400, "600": 0o600, "0640": 0o640} {
+		got, err := parseMode("mode", in)
+		if err != nil || got != want {
+			t.Errorf("parseMode(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+}
