@@ -144,7 +144,7 @@ func TestFetchBatchesByTenPerRegionAndDeduplicates(t *testing.T) {
 		Request{Name: "OWN_LABEL", Ref: mustRef(t, "arn:aws:ssm:eu-west-1:111122223333:parameter/own:label")})
 
 	sm := &fakeSM{values: map[string]string{
-		"arn:aws:secretsmanager:us-east-1:111122223333:secret:a-AbCdEf||":           `{"u":"user","p":"pass"}`,
+		"arn:aws:secretsmanager:us-east-1:111122223333:secret:a-AbCdEf||":            `{"u":"user","p":"pass"}`,
 		"arn:aws:secretsmanager:us-east-1:111122223333:secret:a-AbCdEf|AWSPREVIOUS|": `{"u":"old","p":"oldpass"}`,
 	}}
 	a := "arn:aws:secretsmanager:us-east-1:111122223333:secret:a-AbCdEf"
