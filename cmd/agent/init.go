@@ -130,15 +130,6 @@ func write(s *config.Settings, values map[string]fetch.Result) (n, changed int, 
 		return 0, 0, err
 	}
 	defer dir.Close()
-	for _, f := range files {
-		c, err := dir.Write(f)
-		if err != nil {
-			return n, changed, err
-		}
-		n++
-		if c {
-			changed++
-		}
-	}
-	return n, changed, nil
+	changed, err = dir.WriteAll(files)
+	return len(files), changed, err
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -404,4 +406,26 @@ func TestInitCredentialFailure(t *testing.T) {
 	if n := len(f.fake.CallLog()); n != 0 {
 		t.Errorf("%d AWS calls without credentials", n)
 	}
+}
+
+func TestInitTakesRegionFromTaskMetadata(t *testing.T) {
+	f := newFixture(t)
+	v := f.value("meta")
+	f.fake.PutParameter("ap-southeast-2", "/in/task/region", v, true)
+	meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"TaskARN":"arn:aws:ecs:ap-southeast-2:111122223333:task/c/1"}`))
+	}))
+	defer meta.Close()
+	var env []string
+	for _, kv := range f.fake.Env(region) {
+		if !strings.HasPrefix(kv, "AWS_REGION=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "ECS_CONTAINER_METADATA_URI_V4="+meta.URL+"/v4/x")
+	r := runAgent(t, env, f.secrets, "init", "--output-dir", f.out, "--secret", "A=/in/task/region")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	assertFile(t, filepath.Join(f.out, "A"), v, 0o444)
 }

@@ -23,7 +23,6 @@ import (
 // fakeSSM serves GetParameters from a map of query → parameter.
 type fakeSSM struct {
 	mu     sync.Mutex
-	region string
 	params map[string]ssmtypes.Parameter // by the query string that finds it
 	deny   map[string]bool
 	calls  [][]string

@@ -1,0 +1,140 @@
+package render
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"text/template"
+	"unicode/utf8"
+
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/secret"
+)
+
+// Template is a Go text/template with the helper functions below.
+type Template struct {
+	name string
+	text string
+	tmpl *template.Template // never executed itself; Execute runs clones
+}
+
+// ParseTemplate parses text; name appears in error messages.
+func ParseTemplate(name, text string) (*Template, error) {
+	tmpl, err := template.New(name).Option("missingkey=error").Funcs(helpers{}.funcs()).Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("parse template %q: %w", name, err)
+	}
+	return &Template{name: name, text: text, tmpl: tmpl}, nil
+}
+
+// Execute renders with values (secret name → value). It returns the whole
+// output or an error, never part of it, so the caller cannot write a partial
+// file. Errors name the template and the secret or key, never a value.
+//
+// Helpers:
+//
+//	secret "NAME"        the value as a string
+//	key "NAME" "field"   a top-level field of a JSON secret
+//	json X               X as a JSON string literal
+//	base64 X             standard base64 with padding
+//	base64decode X       the reverse
+//	shellquote X         X single-quoted for sh
+//	trim X               X without leading and trailing white space
+func (t *Template) Execute(values map[string]secret.Value) (secret.Value, error) {
+	// A clone per call binds the helpers to this call's values, so
+	// concurrent calls share no state.
+	tmpl, err := t.tmpl.Clone()
+	if err != nil {
+		return secret.Value{}, fmt.Errorf("render template %q: %w", t.name, err)
+	}
+	tmpl.Funcs(helpers{text: t.text, values: values}.funcs())
+	var buf bytes.Buffer
+	// Dot is nil: values are reached only through the helpers, never printed
+	// by {{ . }} as a redacted placeholder.
+	if err := tmpl.Execute(&buf, nil); err != nil {
+		return secret.Value{}, fmt.Errorf("render template %q: %w", t.name, err)
+	}
+	return secret.New(buf.Bytes()), nil
+}
+
+type helpers struct {
+	text   string // the template's source, to tell literal names from computed ones
+	values map[string]secret.Value
+}
+
+func (h helpers) funcs() template.FuncMap {
+	return template.FuncMap{
+		"secret":       h.secret,
+		"key":          h.key,
+		"json":         jsonQuote,
+		"base64":       base64Encode,
+		"base64decode": base64Decode,
+		"shellquote":   shellQuote,
+		"trim":         strings.TrimSpace,
+	}
+}
+
+func (h helpers) secret(name string) (string, error) {
+	v, ok := h.values[name]
+	if !ok {
+		return "", fmt.Errorf("secret %s not found", h.show(name))
+	}
+	return string(v.Bytes()), nil
+}
+
+func (h helpers) key(name, field string) (string, error) {
+	v, ok := h.values[name]
+	if !ok {
+		return "", fmt.Errorf("secret %s not found", h.show(name))
+	}
+	f, err := v.Field(field)
+	var notFound *secret.KeyNotFoundError
+	if errors.As(err, &notFound) {
+		return "", fmt.Errorf("key %s not found in secret %s", h.show(field), h.show(name))
+	}
+	if err != nil {
+		return "", fmt.Errorf("secret %s: %w", h.show(name), err)
+	}
+	return string(f.Bytes()), nil
+}
+
+// show quotes a secret or key name for an error message if it is written as a
+// literal in the template. A name computed at run time, as in
+// {{ secret (secret "A") }}, may be a secret's content and is not shown.
+func (h helpers) show(name string) string {
+	if strings.Contains(h.text, `"`+name+`"`) || strings.Contains(h.text, "`"+name+"`") {
+		return fmt.Sprintf("%q", name)
+	}
+	return "(computed name, not shown)"
+}
+
+func jsonQuote(s string) (string, error) {
+	if !utf8.ValidString(s) {
+		// encoding/json would silently replace the bad bytes with U+FFFD.
+		return "", errors.New("value is not valid UTF-8")
+	}
+	var buf bytes.Buffer
+	writeJSONString(&buf, s)
+	return buf.String(), nil
+}
+
+func base64Encode(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func base64Decode(s string) (string, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		// CorruptInputError holds only an offset, never input bytes.
+		return "", fmt.Errorf("value is not valid base64: %w", err)
+	}
+	return string(b), nil
+}
+
+func shellQuote(s string) (string, error) {
+	if strings.IndexByte(s, 0) >= 0 {
+		return "", errors.New("value contains a NUL byte, which sh cannot hold")
+	}
+	var buf bytes.Buffer
+	writeShellQuoted(&buf, []byte(s))
+	return buf.String(), nil
+}
