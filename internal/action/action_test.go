@@ -1,0 +1,149 @@
+package action
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"slices"
+	"testing"
+
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+)
+
+func TestNewRejects(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		cfg  config.Action
+		want string
+	}{
+		{"redeploy", config.Action{Redeploy: &config.RedeployAction{}}, "onChange[2]: redeploy is not available in agent run yet"},
+		{"restart", config.Action{Restart: &config.RestartAction{GracePeriod: "10s"}}, "onChange[2]: restart is not available in agent run yet"},
+		{"empty", config.Action{}, "onChange[2]: no action set: want one of signal, http"},
+		{"signal without target", config.Action{Signal: &config.SignalAction{}}, "onChange[2].signal: set process or pidFile (signalling the child needs exec mode)"},
+		{"signal with both targets", config.Action{Signal: &config.SignalAction{Process: "a", PIDFile: "/b"}}, "onChange[2].signal: set process or pidFile, not both"},
+		{"unknown signal", config.Action{Signal: &config.SignalAction{Process: "a", Signal: "SIGKILL"}}, `onChange[2].signal.signal: "SIGKILL" is not one of SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH`},
+		{"bad url", config.Action{HTTP: &config.HTTPAction{URL: "localhost:8080/reload"}}, `onChange[2].http.url: "localhost:8080/reload" is not an http:// or https:// URL`},
+		{"bad method", config.Action{HTTP: &config.HTTPAction{URL: "http://a/", Method: "DELETE"}}, `onChange[2].http.method: "DELETE" is not GET, POST or PUT`},
+		{"bad status", config.Action{HTTP: &config.HTTPAction{URL: "http://a/", ExpectStatus: 42}}, `onChange[2].http.expectStatus: 42 is not an HTTP status`},
+		{"zero timeout", config.Action{HTTP: &config.HTTPAction{URL: "http://a/", Timeout: "0s"}}, `onChange[2].http.timeout: "0s" is not a positive duration ("5s", "1m")`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfgs := []config.Action{
+				{Signal: &config.SignalAction{Process: "nginx"}},
+				{HTTP: &config.HTTPAction{URL: "http://127.0.0.1:9/-/reload"}},
+				tc.cfg,
+			}
+			acts, err := New(cfgs, Options{})
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got %v\nwant %s", err, tc.want)
+			}
+			if _, ok := errors.AsType[*config.Error](err); !ok {
+				t.Errorf("error is %T, want *config.Error so the agent exits 2", err)
+			}
+			if acts != nil {
+				t.Errorf("got actions %v with the error", acts)
+			}
+		})
+	}
+}
+
+func TestNewKeepsOrder(t *testing.T) {
+	t.Parallel()
+	acts, err := New([]config.Action{
+		{HTTP: &config.HTTPAction{URL: "http://127.0.0.1:9/a"}},
+		{Signal: &config.SignalAction{PIDFile: "/run/app.pid", Signal: "sigwinch"}},
+		{HTTP: &config.HTTPAction{URL: "https://127.0.0.1:9/b", Method: "GET", Timeout: "2s"}},
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, a := range acts {
+		kinds = append(kinds, a.Kind())
+	}
+	if want := []string{"http", "signal", "http"}; !slices.Equal(kinds, want) {
+		t.Fatalf("kinds %q, want %q", kinds, want)
+	}
+}
+
+// fakeAction appends its name to *ran and returns err.
+type fakeAction struct {
+	kind, name string
+	err        error
+	ran        *[]string
+}
+
+func (f fakeAction) Kind() string { return f.kind }
+
+func (f fakeAction) Run(context.Context) error {
+	*f.ran = append(*f.ran, f.name)
+	return f.err
+}
+
+func TestRunAll(t *testing.T) {
+	t.Parallel()
+	var ran, recorded []string
+	boom := errors.New("boom")
+	acts := []Action{
+		fakeAction{"http", "first", boom, &ran},
+		fakeAction{"signal", "second", nil, &ran},
+		fakeAction{"signal", "third", errors.New("signal: no luck"), &ran},
+		fakeAction{"http", "fourth", nil, &ran},
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	err := RunAll(context.Background(), acts, log, func(kind, outcome string) {
+		recorded = append(recorded, kind+" "+outcome)
+	})
+
+	if want := []string{"first", "second", "third", "fourth"}; !slices.Equal(ran, want) {
+		t.Errorf("ran %q, want %q", ran, want)
+	}
+	if want := []string{"http failure", "signal success", "signal failure", "http success"}; !slices.Equal(recorded, want) {
+		t.Errorf("recorded %q, want %q", recorded, want)
+	}
+	wantErr := "onChange[0]: boom\nonChange[2]: signal: no luck"
+	if err == nil || err.Error() != wantErr || !errors.Is(err, boom) {
+		t.Errorf("got error %q, want %q wrapping boom", err, wantErr)
+	}
+
+	type line struct {
+		Level, Msg  string
+		ActionIndex *int   `json:"action_index"`
+		Kind, Error string `json:",omitempty"`
+	}
+	var got []line
+	dec := json.NewDecoder(&logs)
+	for dec.More() {
+		var l line
+		if err := dec.Decode(&l); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, l)
+	}
+	if len(got) != 2 {
+		t.Fatalf("got %d log lines, want one per failure: %s", len(got), logs.String())
+	}
+	for i, want := range []struct {
+		index      int
+		kind, text string
+	}{{0, "http", "boom"}, {2, "signal", "signal: no luck"}} {
+		l := got[i]
+		if l.Level != "ERROR" || l.ActionIndex == nil || *l.ActionIndex != want.index || l.Kind != want.kind || l.Error != want.text {
+			t.Errorf("log line %d = %+v, want level ERROR, action_index %d, kind %s, error %q", i, l, want.index, want.kind, want.text)
+		}
+	}
+}
+
+func TestRunAllNoFailures(t *testing.T) {
+	t.Parallel()
+	var ran []string
+	var logs bytes.Buffer
+	err := RunAll(context.Background(), []Action{fakeAction{"http", "a", nil, &ran}}, slog.New(slog.NewJSONHandler(&logs, nil)), nil)
+	if err != nil || logs.Len() != 0 || len(ran) != 1 {
+		t.Fatalf("err %v, logs %q, ran %q", err, logs.String(), ran)
+	}
+}

@@ -1,0 +1,154 @@
+package action
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+)
+
+const (
+	defaultHTTPTimeout = 10 * time.Second
+	maxDrain           = 64 << 10 // read this much of a reply at most, so a chatty app cannot stall us
+	maxBodyInError     = 200
+	maxRedirects       = 10
+)
+
+type httpAction struct {
+	method  string
+	url     string
+	shown   string // url with any password redacted, for errors
+	expect  int    // 0: any 2xx
+	timeout time.Duration
+	client  *http.Client
+}
+
+func newHTTP(field string, c config.HTTPAction, client *http.Client) (*httpAction, error) {
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%s.http.url: %q is not an http:// or https:// URL", field, c.URL)
+	}
+	method := c.Method
+	if method == "" {
+		method = http.MethodPost
+	}
+	switch method {
+	case http.MethodGet, http.MethodPost, http.MethodPut:
+	default:
+		return nil, fmt.Errorf("%s.http.method: %q is not GET, POST or PUT", field, c.Method)
+	}
+	if s := c.ExpectStatus; s != 0 && (s < 100 || s > 599) {
+		return nil, fmt.Errorf("%s.http.expectStatus: %d is not an HTTP status", field, s)
+	}
+	timeout := defaultHTTPTimeout
+	if c.Timeout != "" {
+		timeout, err = time.ParseDuration(c.Timeout)
+		if err != nil || timeout <= 0 {
+			return nil, fmt.Errorf("%s.http.timeout: %q is not a positive duration (\"5s\", \"1m\")", field, c.Timeout)
+		}
+	}
+	if c.ExpectStatus >= 300 && c.ExpectStatus < 400 {
+		// The app's answer is the redirect itself.
+		own := *client
+		own.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		client = &own
+	}
+	return &httpAction{
+		method:  method,
+		url:     c.URL,
+		shown:   u.Redacted(),
+		expect:  c.ExpectStatus,
+		timeout: timeout,
+		client:  client,
+	}, nil
+}
+
+func (a *httpAction) Kind() string { return "http" }
+
+func (a *httpAction) Run(ctx context.Context) error {
+	timedOut := fmt.Errorf("no response within %s", a.timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, a.timeout, timedOut)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, a.method, a.url, nil)
+	if err != nil {
+		return fmt.Errorf("http: %s %s: %w", a.method, a.shown, err)
+	}
+	req.Header.Set("User-Agent", "ecs-secrets-agent")
+	resp, err := a.client.Do(req)
+	if err != nil {
+		// Do already closed any body; the *url.Error repeats method and URL.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
+		if context.Cause(ctx) == timedOut {
+			return fmt.Errorf("http: %s %s: no response within %s: %w", a.method, a.shown, a.timeout, context.DeadlineExceeded)
+		}
+		return fmt.Errorf("http: %s %s: %w", a.method, a.shown, err)
+	}
+	body := io.LimitReader(resp.Body, maxDrain)
+	defer func() {
+		// Draining lets the transport reuse the connection.
+		_, _ = io.Copy(io.Discard, body)
+		_ = resp.Body.Close()
+	}()
+	if a.statusOK(resp.StatusCode) {
+		return nil
+	}
+	want := "2xx"
+	if a.expect != 0 {
+		want = strconv.Itoa(a.expect)
+	}
+	msg := fmt.Sprintf("http: %s %s: got status %s, want %s", a.method, a.shown, resp.Status, want)
+	// The body is the app's reply, not a secret; its start usually says why.
+	head, _ := io.ReadAll(io.LimitReader(body, maxBodyInError))
+	if s := strings.TrimSpace(strings.ToValidUTF8(string(head), "\uFFFD")); s != "" {
+		msg += fmt.Sprintf(": %q", s)
+	}
+	return errors.New(msg)
+}
+
+func (a *httpAction) statusOK(code int) bool {
+	if a.expect != 0 {
+		return code == a.expect
+	}
+	return code >= 200 && code <= 299
+}
+
+// noCrossHostRedirects returns a copy of c (or a new client with its own
+// transport, so nothing is shared with http.DefaultTransport) that follows
+// redirects only on the same host and never from https to http: a reload
+// endpoint that redirects elsewhere is a misconfiguration, not something to
+// POST to.
+func noCrossHostRedirects(c *http.Client) *http.Client {
+	var out http.Client
+	if c != nil {
+		out = *c
+	} else {
+		out.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	next := out.CheckRedirect
+	out.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		from := via[0].URL
+		if !strings.EqualFold(req.URL.Host, from.Host) {
+			return fmt.Errorf("redirect to %s refused: it leaves %s", req.URL.Redacted(), from.Host)
+		}
+		if from.Scheme == "https" && req.URL.Scheme != "https" {
+			return fmt.Errorf("redirect to %s refused: it leaves https", req.URL.Redacted())
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		return nil
+	}
+	return &out
+}
