@@ -48,7 +48,7 @@ func resolve(ctx context.Context, s *config.Settings, getenv func(string) string
 		log.Error(err.Error())
 		return nil, &exitError{code: exitFailed, msg: err.Error()}
 	}
-	cfg, err := fetch.LoadAWSConfig(ctx)
+	cfg, err := fetch.LoadAWSConfig(ctx, nil)
 	if err != nil {
 		log.Error(err.Error())
 		return nil, &exitError{code: exitFailed, msg: err.Error()}

@@ -139,18 +139,45 @@ type secretValueOut struct {
 	VersionStages []string
 }
 
-func (s *secret) valueOut(v *secretVersion, withValue bool) secretValueOut {
-	o := secretValueOut{
+func (s *secret) valueOut(v *secretVersion) secretValueOut {
+	return secretValueOut{
 		ARN:           s.arn,
 		CreatedDate:   epoch(v.created),
 		Name:          s.name,
+		SecretBinary:  v.bin,
+		SecretString:  v.str,
 		VersionId:     v.id,
 		VersionStages: slices.Clone(v.stages),
 	}
-	if withValue {
-		o.SecretString, o.SecretBinary = v.str, v.bin
+}
+
+// sourceResultOut is the SourceResult of a /aws/reference/secretsmanager/
+// parameter: the GetSecretValue response, value included, as a JSON
+// string. This is the shape captured from AWS (SSM's Java serializer):
+// camelCase keys except "ARN", and createdDate as text in US format.
+// AWS's user guide shows PascalCase keys and an epoch number instead, so a
+// reader must accept both. How AWS renders a SecretBinary here is not
+// known; secretBinary (base64) is a guess.
+type sourceResultOut struct {
+	ARN           string   `json:"ARN"`
+	Name          string   `json:"name"`
+	VersionID     string   `json:"versionId"`
+	SecretString  *string  `json:"secretString,omitempty"`
+	SecretBinary  []byte   `json:"secretBinary,omitempty"`
+	VersionStages []string `json:"versionStages"`
+	CreatedDate   string   `json:"createdDate"`
+}
+
+func (s *secret) sourceResult(v *secretVersion) sourceResultOut {
+	return sourceResultOut{
+		ARN:           s.arn,
+		Name:          s.name,
+		VersionID:     v.id,
+		SecretString:  v.str,
+		SecretBinary:  v.bin,
+		VersionStages: slices.Clone(v.stages),
+		CreatedDate:   v.created.UTC().Format("Jan 2, 2006, 3:04:05 PM"),
 	}
-	return o
 }
 
 func jsonString(v any) (string, error) {
@@ -217,7 +244,7 @@ func (f *Fake) getSecretValue(region string, body []byte) (any, *APIError) {
 			return nil, &APIError{Status: 400, Code: "ResourceNotFoundException", Message: "Secrets Manager can't find the specified secret value for staging label: " + stage}
 		}
 	}
-	return s.valueOut(v, true), nil
+	return s.valueOut(v), nil
 }
 
 func (f *Fake) describeSecret(region string, body []byte) (any, *APIError) {

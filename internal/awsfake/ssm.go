@@ -29,7 +29,7 @@ type paramVersion struct {
 // parameterOut is types.Parameter on the wire.
 type parameterOut struct {
 	ARN              string
-	DataType         string
+	DataType         string `json:",omitempty"` // absent for a Secrets Manager reference
 	LastModifiedDate float64
 	Name             string
 	Selector         string `json:",omitempty"`
@@ -177,7 +177,8 @@ func (f *Fake) resolveParam(region, ref string, decrypt bool) (*parameterOut, *A
 	return &o, nil
 }
 
-// referenceParam serves /aws/reference/secretsmanager/ID[:VersionIdOrStage].
+// referenceParam serves /aws/reference/secretsmanager/ID[:VersionIdOrStage]
+// as AWS does: Version 0, no DataType, and SourceResult (see sourceResult).
 func (f *Fake) referenceParam(region, ref string) (*parameterOut, *APIError) {
 	id := strings.TrimPrefix(ref, referencePrefix)
 	var selector string
@@ -205,10 +206,9 @@ func (f *Fake) referenceParam(region, ref string) (*parameterOut, *APIError) {
 	if v == nil {
 		return nil, nil
 	}
-	src, _ := jsonString(s.valueOut(v, false))
+	src, _ := jsonString(s.sourceResult(v))
 	o := &parameterOut{
 		ARN:              s.arn,
-		DataType:         "text",
 		LastModifiedDate: epoch(v.created),
 		Name:             ref,
 		SourceResult:     src,

@@ -2,11 +2,13 @@ package awsfake_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -153,8 +155,22 @@ func TestParameterReference(t *testing.T) {
 		}
 		p := out.Parameters[0]
 		if aws.ToString(p.Value) != "v2" || p.Type != types.ParameterTypeSecureString || aws.ToString(p.Name) != ref ||
-			aws.ToString(p.ARN) != arn || !strings.Contains(aws.ToString(p.SourceResult), `"AWSCURRENT"`) {
+			aws.ToString(p.ARN) != arn || p.Version != 0 || p.DataType != nil {
 			t.Errorf("%s: parameter = %s", ref, dumpParam(p))
+		}
+		// The shape captured from AWS: camelCase keys but ARN, the value
+		// included, createdDate as text.
+		var src map[string]any
+		if err := json.Unmarshal([]byte(aws.ToString(p.SourceResult)), &src); err != nil {
+			t.Fatalf("%s: SourceResult: %v", ref, err)
+		}
+		created, _ := src["createdDate"].(string)
+		if src["ARN"] != arn || src["name"] != "app/db" || src["versionId"] != f.SecretVersionID(region, "app/db", "AWSCURRENT") ||
+			src["secretString"] != "v2" || fmt.Sprint(src["versionStages"]) != "[AWSCURRENT]" || len(src) != 6 {
+			t.Errorf("%s: SourceResult = %s", ref, aws.ToString(p.SourceResult))
+		}
+		if _, err := time.Parse("Jan 2, 2006, 3:04:05 PM", created); err != nil {
+			t.Errorf("%s: createdDate: %v", ref, err)
 		}
 	}
 

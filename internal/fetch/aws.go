@@ -2,33 +2,62 @@ package fetch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/smithy-go/middleware"
 )
 
 // MaxAttempts is higher than the SDK's default of 3 so that a task started
 // with a thousand others rides out a burst of throttling.
 const MaxAttempts = 8
 
+// APIObserver is told about every AWS API attempt (each retry counts): the
+// SDK service id ("SSM", "Secrets Manager", later "ECS"), the operation
+// ("GetParameters"), a bounded outcome and the attempt's latency.
+//
+// Outcomes: "success", "throttled", "client_error", "server_error",
+// "network_error". An attempt that fails before it is sent (no credentials)
+// is not reported; calls to the container credentials endpoint are not AWS
+// API calls and are not reported either.
+type APIObserver func(service, operation, outcome string, d time.Duration)
+
+// The outcomes an APIObserver is told; a bounded set, usable as a metric
+// label.
+const (
+	OutcomeSuccess      = "success"
+	OutcomeThrottled    = "throttled"     // a throttling code the SDK's retryer knows, or an unmodeled 429
+	OutcomeClientError  = "client_error"  // any other 4xx
+	OutcomeServerError  = "server_error"  // 5xx
+	OutcomeNetworkError = "network_error" // no HTTP response: connection, timeout, cancellation
+)
+
 // LoadAWSConfig builds the one aws.Config of the process from the SDK's
 // default chain: in a task, the ECS container credentials endpoint
-// (AWS_CONTAINER_CREDENTIALS_*), and AWS_ENDPOINT_URL where set.
-func LoadAWSConfig(ctx context.Context) (aws.Config, error) {
-	cfg, err := config.LoadDefaultConfig(ctx,
+// (AWS_CONTAINER_CREDENTIALS_*), and AWS_ENDPOINT_URL where set. obs, if
+// not nil, is told about every attempt of every AWS API call made with a
+// client built from it.
+func LoadAWSConfig(ctx context.Context, obs APIObserver) (aws.Config, error) {
+	opts := []func(*config.LoadOptions) error{
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = MaxAttempts
 				o.MaxBackoff = 10 * time.Second
 			})
 		}),
-	)
+	}
+	if obs != nil {
+		opts = append(opts, config.WithAPIOptions([]func(*middleware.Stack) error{obs.addMiddleware}))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
 	}
@@ -36,6 +65,55 @@ func LoadAWSConfig(ctx context.Context) (aws.Config, error) {
 		cfg.Credentials = markedCredentials{cfg.Credentials}
 	}
 	return cfg, nil
+}
+
+// addMiddleware puts the observer last in the Finalize step: after the
+// retry middleware, so it runs once per attempt, and after signing, so it
+// times the round trip to AWS and not a credentials refresh.
+func (obs APIObserver) addMiddleware(stack *middleware.Stack) error {
+	return stack.Finalize.Add(observeAttempt{obs: obs, op: stack.ID()}, middleware.After)
+}
+
+type observeAttempt struct {
+	obs APIObserver
+	op  string // the stack's operation
+}
+
+func (observeAttempt) ID() string { return "ecs-secrets-agent/ObserveAttempt" }
+
+func (m observeAttempt) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
+	middleware.FinalizeOutput, middleware.Metadata, error,
+) {
+	service, op := awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx)
+	if service == "" || op != m.op {
+		// Not an AWS API: the container credentials endpoint's client
+		// shares the config's APIOptions, and its ctx carries the service
+		// and operation of the call it fetches credentials for.
+		return next.HandleFinalize(ctx, in)
+	}
+	start := time.Now()
+	out, md, err := next.HandleFinalize(ctx, in)
+	m.obs(service, op, attemptOutcome(err), time.Since(start))
+	return out, md, err
+}
+
+// attemptOutcome classifies one attempt's error with the retryer's own
+// notion of throttling, then by HTTP status.
+func attemptOutcome(err error) string {
+	if err == nil {
+		return OutcomeSuccess
+	}
+	if retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err) == aws.TrueTernary {
+		return OutcomeThrottled
+	}
+	var re interface{ HTTPStatusCode() int }
+	switch {
+	case !errors.As(err, &re):
+		return OutcomeNetworkError
+	case re.HTTPStatusCode() >= 500:
+		return OutcomeServerError
+	}
+	return OutcomeClientError
 }
 
 type markedCredentials struct{ aws.CredentialsProvider }

@@ -17,6 +17,7 @@ type Error struct {
 	Ref    Ref
 	Region string
 	Code   string // AWS error code, or one of ours (ParameterNotFound, KeyNotFound, NotJSONObject, RequestError, Timeout)
+	Op     string // the AWS operation it came from: GetParameters, GetSecretValue or DescribeSecret
 	Err    error
 }
 
@@ -29,10 +30,13 @@ const (
 	Transient Class = "transient" // throttled, 5xx, network: back off and retry
 )
 
-var errParameterNotFound = errors.New("parameter not found (listed in InvalidParameters)")
+var (
+	errParameterNotFound = errors.New("parameter not found (listed in InvalidParameters)")
+	errStageNotFound     = errors.New("no version of the secret has the staging label (DescribeSecret VersionIdsToStages)")
+)
 
-func newError(r Request, region string, err error) *Error {
-	return &Error{Name: r.Name, Ref: r.Ref, Region: region, Code: errorCode(err), Err: err}
+func newError(r Request, region, op string, err error) *Error {
+	return &Error{Name: r.Name, Ref: r.Ref, Region: region, Code: errorCode(err), Op: op, Err: err}
 }
 
 func (e *Error) Error() string {
@@ -72,6 +76,10 @@ func (e *Error) Hint() string {
 		svc = "secretsmanager:GetSecretValue"
 	} else if e.Ref.ViaSecretsManager {
 		svc = "ssm:GetParameters and secretsmanager:GetSecretValue"
+	}
+	if e.Op == "DescribeSecret" && e.Code == "AccessDeniedException" {
+		// No value is read, so no key is involved.
+		return "access denied: to watch the secret for rotation the task role needs secretsmanager:DescribeSecret on it"
 	}
 	switch e.Code {
 	case "ParameterNotFound":
@@ -123,6 +131,9 @@ func errorCode(err error) string {
 	switch {
 	case errors.Is(err, errParameterNotFound):
 		return "ParameterNotFound"
+	case errors.Is(err, errStageNotFound):
+		// What GetSecretValue answers for that stage.
+		return "ResourceNotFoundException"
 	case errors.As(err, &kn):
 		return "KeyNotFound"
 	case errors.Is(err, secret.ErrNotJSONObject):

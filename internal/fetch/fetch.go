@@ -4,8 +4,12 @@ package fetch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -24,6 +28,7 @@ type SSMClient interface {
 // SecretsManagerClient is the part of *secretsmanager.Client we use.
 type SecretsManagerClient interface {
 	GetSecretValue(ctx context.Context, params *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+	DescribeSecret(ctx context.Context, params *secretsmanager.DescribeSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error)
 }
 
 // Clients gives a client per region; ARNs may name any region.
@@ -57,7 +62,7 @@ type Request struct {
 type Result struct {
 	Value   secret.Value
 	Binary  bool   // SecretBinary: raw bytes, base64 where text is needed
-	Version string // Parameter Store version number or Secrets Manager version id
+	Version string // Parameter Store version number, or Secrets Manager version id (also for /aws/reference/secretsmanager/ names)
 }
 
 // Outcome is what Fetch resolved and what it skipped.
@@ -71,14 +76,76 @@ type Outcome struct {
 // The returned error joins one *Error per failed request; on error the
 // Outcome still holds what did resolve.
 func (f *Fetcher) Fetch(ctx context.Context, reqs []Request) (Outcome, error) {
-	c := f.newCall(reqs)
+	c := f.newCall(reqs, true)
 	c.run(ctx)
 	return c.collect()
 }
 
+// Poll asks AWS which of reqs changed since have (the results of the last
+// Fetch, by Request.Name) without decrypting anything, and returns the names
+// whose value must be fetched again, in request order. Errors are joined
+// *Error values, one per request that could not be checked (so the caller can
+// mark exactly those stale); names that could be checked are still returned.
+//
+// Parameter Store names cost ceil(P/10) GetParameters calls per region
+// without decryption; Secrets Manager ARNs and /aws/reference/secretsmanager/
+// names one DescribeSecret per distinct secret and region, whatever stages
+// and keys the requests use. Pinned versions ("name:3", a version id) are
+// never polled and never change. A request absent from have is always
+// changed, without a call. An optional request that is now missing is
+// changed too, so that Fetch decides, as it did the first time.
+func (f *Fetcher) Poll(ctx context.Context, reqs []Request, have map[string]Result) (changed []string, err error) {
+	var check []Request
+	for _, r := range reqs {
+		if _, ok := have[r.Name]; ok && !pinned(r.Ref) {
+			check = append(check, r)
+		}
+	}
+	c := f.newCall(check, false)
+	c.run(ctx)
+	var errs []error
+	for _, r := range reqs {
+		prev, ok := have[r.Name]
+		switch {
+		case !ok:
+			changed = append(changed, r.Name)
+			continue
+		case pinned(r.Ref):
+			continue
+		}
+		v, err := c.version(r)
+		var e *Error
+		switch {
+		case err != nil && !(r.Optional && errors.As(err, &e) && e.Missing()):
+			errs = append(errs, err)
+		case err != nil || v != prev.Version:
+			// Moved, or optional and now missing: Fetch decides.
+			changed = append(changed, r.Name)
+		}
+	}
+	return changed, errors.Join(errs...)
+}
+
+// pinned reports whether r names one fixed version, which cannot change.
+func pinned(r Ref) bool {
+	switch r.Service {
+	case ParameterStore:
+		return r.Selector != "" && strings.Trim(r.Selector, "0123456789") == ""
+	case SecretsManager:
+		return r.VersionID != ""
+	}
+	return false
+}
+
+// stageCurrent is the staging label Secrets Manager reads by default.
+const stageCurrent = "AWSCURRENT"
+
 type paramKey struct{ region, query string }
 
 type secretKey struct{ region, id, stage, version string }
+
+// describeKey is one DescribeSecret call: a secret id in a region.
+type describeKey struct{ region, id string }
 
 type paramResult struct {
 	p   *ssmtypes.Parameter
@@ -90,35 +157,52 @@ type secretResult struct {
 	err error
 }
 
-// call is one Fetch: the deduplicated work and its results.
-type call struct {
-	f       *Fetcher
-	reqs    []Request
-	params  map[string][]string // region → distinct queries, in request order
-	secrets []secretKey
-	mu      sync.Mutex
-	pres    map[paramKey]paramResult
-	sres    map[secretKey]secretResult
+type describeResult struct {
+	out *secretsmanager.DescribeSecretOutput
+	err error
 }
 
-func (f *Fetcher) newCall(reqs []Request) *call {
-	c := &call{f: f, reqs: reqs, params: map[string][]string{},
-		pres: map[paramKey]paramResult{}, sres: map[secretKey]secretResult{}}
-	seenP := map[paramKey]bool{}
-	seenS := map[secretKey]bool{}
+// call is one Fetch or Poll: the deduplicated work and its results.
+type call struct {
+	f         *Fetcher
+	reqs      []Request
+	decrypt   bool                // Fetch; Poll reads versions only
+	params    map[string][]string // region → distinct queries, in request order
+	secrets   []secretKey         // GetSecretValue calls (Fetch)
+	described []describeKey       // DescribeSecret calls (Poll)
+	mu        sync.Mutex
+	pres      map[paramKey]paramResult
+	sres      map[secretKey]secretResult
+	dres      map[describeKey]describeResult
+}
+
+// newCall plans the calls for reqs: values with decryption for Fetch, or
+// versions only for Poll, where Secrets Manager is asked with
+// DescribeSecret (a /aws/reference/secretsmanager/ name cannot be read
+// from Parameter Store without decryption).
+func (f *Fetcher) newCall(reqs []Request, decrypt bool) *call {
+	c := &call{f: f, reqs: reqs, decrypt: decrypt, params: map[string][]string{},
+		pres: map[paramKey]paramResult{}, sres: map[secretKey]secretResult{}, dres: map[describeKey]describeResult{}}
+	seen := map[any]bool{}
 	for _, r := range reqs {
-		switch r.Ref.Service {
-		case ParameterStore:
+		switch {
+		case r.Ref.Service == ParameterStore && (decrypt || !r.Ref.ViaSecretsManager):
 			k := f.paramKey(r.Ref)
-			if !seenP[k] {
-				seenP[k] = true
+			if !seen[k] {
+				seen[k] = true
 				c.params[k.region] = append(c.params[k.region], k.query)
 			}
-		case SecretsManager:
+		case r.Ref.Service == SecretsManager && decrypt:
 			k := secretKeyOf(r.Ref)
-			if !seenS[k] {
-				seenS[k] = true
+			if !seen[k] {
+				seen[k] = true
 				c.secrets = append(c.secrets, k)
+			}
+		case !decrypt:
+			k, _ := f.describeTarget(r.Ref)
+			if !seen[k] {
+				seen[k] = true
+				c.described = append(c.described, k)
 			}
 		}
 	}
@@ -135,6 +219,26 @@ func (f *Fetcher) paramKey(r Ref) paramKey {
 
 func secretKeyOf(r Ref) secretKey {
 	return secretKey{region: r.Region, id: r.SecretID, stage: r.VersionStage, version: r.VersionID}
+}
+
+// describeTarget is the secret Poll describes for r, a Secrets Manager ARN
+// or a /aws/reference/secretsmanager/ name, and the stage whose version it
+// compares.
+func (f *Fetcher) describeTarget(r Ref) (k describeKey, stage string) {
+	if r.Service == ParameterStore {
+		k = describeKey{region: f.paramKey(r).region, id: strings.TrimPrefix(r.Parameter, smReferencePrefix)}
+		if r.IsARN {
+			// A partial ARN, so that a parameter ARN naming another
+			// account finds the secret there.
+			k.id = "arn:" + r.Partition + ":secretsmanager:" + k.region + ":" + r.Account + ":secret:" + k.id
+		}
+		return k, stageCurrent
+	}
+	stage = r.VersionStage
+	if stage == "" {
+		stage = stageCurrent
+	}
+	return describeKey{region: r.Region, id: r.SecretID}, stage
 }
 
 func (c *call) run(ctx context.Context) {
@@ -164,11 +268,14 @@ func (c *call) run(ctx context.Context) {
 	for _, k := range c.secrets {
 		do(func() { c.getSecretValue(ctx, k) })
 	}
+	for _, k := range c.described {
+		do(func() { c.describeSecret(ctx, k) })
+	}
 	wg.Wait()
 }
 
 func (c *call) getParameters(ctx context.Context, region string, queries []string) {
-	res := getParameters(ctx, c.f.Clients.SSM(region), queries)
+	res := getParameters(ctx, c.f.Clients.SSM(region), queries, c.decrypt)
 	// GetParameters is denied as a whole when any one name is: ask for each
 	// name alone so the error lands on the secret that lacks permission.
 	if len(queries) > 1 && res[queries[0]].err != nil && errorCode(res[queries[0]].err) == "AccessDeniedException" {
@@ -184,9 +291,9 @@ func (c *call) getParameters(ctx context.Context, region string, queries []strin
 	}
 }
 
-func getParameters(ctx context.Context, client SSMClient, queries []string) map[string]paramResult {
+func getParameters(ctx context.Context, client SSMClient, queries []string, decrypt bool) map[string]paramResult {
 	res := make(map[string]paramResult, len(queries))
-	out, err := client.GetParameters(ctx, &ssm.GetParametersInput{Names: queries, WithDecryption: aws.Bool(true)})
+	out, err := client.GetParameters(ctx, &ssm.GetParametersInput{Names: queries, WithDecryption: aws.Bool(decrypt)})
 	if err != nil {
 		for _, q := range queries {
 			res[q] = paramResult{err: err}
@@ -226,6 +333,13 @@ func (c *call) getSecretValue(ctx context.Context, k secretKey) {
 	c.sres[k] = secretResult{out: out, err: err}
 }
 
+func (c *call) describeSecret(ctx context.Context, k describeKey) {
+	out, err := c.f.Clients.SecretsManager(k.region).DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(k.id)})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dres[k] = describeResult{out: out, err: err}
+}
+
 func (c *call) collect() (Outcome, error) {
 	o := Outcome{Values: make(map[string]Result, len(c.reqs))}
 	var errs []error
@@ -245,28 +359,42 @@ func (c *call) collect() (Outcome, error) {
 	return o, errors.Join(errs...)
 }
 
+// parameter is what GetParameters returned for r, or the *Error for r.
+func (c *call) parameter(r Request) (*ssmtypes.Parameter, error) {
+	k := c.f.paramKey(r.Ref)
+	pr, ok := c.pres[k]
+	switch {
+	case !ok:
+		return nil, newError(r, k.region, "GetParameters", context.Canceled)
+	case pr.err != nil:
+		return nil, newError(r, k.region, "GetParameters", pr.err)
+	case pr.p == nil:
+		return nil, newError(r, k.region, "GetParameters", errParameterNotFound)
+	}
+	return pr.p, nil
+}
+
 func (c *call) result(r Request) (Result, error) {
 	switch r.Ref.Service {
 	case ParameterStore:
-		k := c.f.paramKey(r.Ref)
-		pr, ok := c.pres[k]
-		switch {
-		case !ok:
-			return Result{}, newError(r, k.region, context.Canceled)
-		case pr.err != nil:
-			return Result{}, newError(r, k.region, pr.err)
-		case pr.p == nil:
-			return Result{}, newError(r, k.region, errParameterNotFound)
+		p, err := c.parameter(r)
+		if err != nil {
+			return Result{}, err
 		}
-		return Result{Value: secret.FromString(aws.ToString(pr.p.Value)), Version: fmt.Sprint(pr.p.Version)}, nil
+		res := Result{Value: secret.FromString(aws.ToString(p.Value)), Version: strconv.FormatInt(p.Version, 10)}
+		if r.Ref.ViaSecretsManager {
+			// Version is always 0 here; Poll compares the secret's version id.
+			res.Version = sourceVersionID(aws.ToString(p.SourceResult))
+		}
+		return res, nil
 	case SecretsManager:
 		k := secretKeyOf(r.Ref)
 		sr, ok := c.sres[k]
 		switch {
 		case !ok:
-			return Result{}, newError(r, k.region, context.Canceled)
+			return Result{}, newError(r, k.region, "GetSecretValue", context.Canceled)
 		case sr.err != nil:
-			return Result{}, newError(r, k.region, sr.err)
+			return Result{}, newError(r, k.region, "GetSecretValue", sr.err)
 		}
 		res := Result{Version: aws.ToString(sr.out.VersionId)}
 		if sr.out.SecretString != nil {
@@ -278,14 +406,55 @@ func (c *call) result(r Request) (Result, error) {
 			return res, nil
 		}
 		if res.Binary {
-			return Result{}, newError(r, k.region, secret.ErrNotJSONObject)
+			return Result{}, newError(r, k.region, "GetSecretValue", secret.ErrNotJSONObject)
 		}
 		v, err := res.Value.Field(r.Ref.JSONKey)
 		if err != nil {
-			return Result{}, newError(r, k.region, err)
+			return Result{}, newError(r, k.region, "GetSecretValue", err)
 		}
 		res.Value = v
 		return res, nil
 	}
 	return Result{}, fmt.Errorf("secret %q: unknown service %d", r.Name, r.Ref.Service)
+}
+
+// version is the version r resolves to now, from a Poll call, in the form
+// Fetch stores in Result.Version.
+func (c *call) version(r Request) (string, error) {
+	if r.Ref.Service == ParameterStore && !r.Ref.ViaSecretsManager {
+		p, err := c.parameter(r)
+		if err != nil {
+			return "", err
+		}
+		return strconv.FormatInt(p.Version, 10), nil
+	}
+	k, stage := c.f.describeTarget(r.Ref)
+	dr, ok := c.dres[k]
+	switch {
+	case !ok:
+		return "", newError(r, k.region, "DescribeSecret", context.Canceled)
+	case dr.err != nil:
+		return "", newError(r, k.region, "DescribeSecret", dr.err)
+	}
+	for id, stages := range dr.out.VersionIdsToStages {
+		if slices.Contains(stages, stage) {
+			return id, nil
+		}
+	}
+	return "", newError(r, k.region, "DescribeSecret", errStageNotFound)
+}
+
+// sourceVersionID is the Secrets Manager version id in the SourceResult of
+// a /aws/reference/secretsmanager/ parameter: the secret's GetSecretValue
+// response as a JSON string. AWS has been seen to send camelCase keys
+// ("versionId", "secretString", "createdDate" as text) where its
+// documentation shows "VersionId"; encoding/json matches either. The JSON
+// holds the secret value too, so only the id is decoded. "" (which Poll
+// always reports as changed) if there is none.
+func sourceVersionID(src string) string {
+	var v struct{ VersionId string }
+	if json.Unmarshal([]byte(src), &v) != nil {
+		return ""
+	}
+	return v.VersionId
 }

@@ -20,26 +20,46 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
-// fakeSSM serves GetParameters from a map of query → parameter.
+// fakeSSM serves GetParameters from a map of query → parameter. Any call
+// that breaks an AWS limit, asks for a name twice, or asks with a
+// WithDecryption other than decrypt fails the test.
 type fakeSSM struct {
-	mu     sync.Mutex
-	params map[string]ssmtypes.Parameter // by the query string that finds it
-	deny   map[string]bool
-	calls  [][]string
+	t       *testing.T
+	decrypt bool                          // what every call must ask for: Fetch decrypts, Poll never does
+	params  map[string]ssmtypes.Parameter // by the query string that finds it
+	deny    map[string]bool
+	mu      sync.Mutex
+	calls   []ssmCall
+}
+
+type ssmCall struct {
+	names   []string
+	decrypt bool
 }
 
 func (f *fakeSSM) GetParameters(_ context.Context, in *ssm.GetParametersInput, _ ...func(*ssm.Options)) (*ssm.GetParametersOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, in.Names)
-	if !aws.ToBool(in.WithDecryption) {
-		return nil, errors.New("test fake: init must decrypt")
+	decrypt := aws.ToBool(in.WithDecryption)
+	f.calls = append(f.calls, ssmCall{names: in.Names, decrypt: decrypt})
+	if decrypt != f.decrypt {
+		f.t.Errorf("GetParameters(%q) WithDecryption=%v, want %v", in.Names, decrypt, f.decrypt)
 	}
 	if len(in.Names) > MaxNamesPerCall {
+		f.t.Errorf("GetParameters with %d names", len(in.Names))
 		return nil, &smithy.GenericAPIError{Code: "ValidationException", Message: "too many names"}
 	}
 	out := &ssm.GetParametersOutput{}
+	seen := map[string]bool{}
 	for _, n := range in.Names {
+		if seen[n] {
+			f.t.Errorf("GetParameters(%q) asks for %s twice", in.Names, n)
+		}
+		seen[n] = true
+		if strings.HasPrefix(n, smReferencePrefix) && !decrypt {
+			f.t.Errorf("GetParameters(%q): a Secrets Manager reference without decryption", in.Names)
+			return nil, &smithy.GenericAPIError{Code: "ValidationException", Message: "WithDecryption flag must be True for retrieving a Secret Manager secret."}
+		}
 		if f.deny[n] {
 			return nil, &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "denied"}
 		}
@@ -52,14 +72,20 @@ func (f *fakeSSM) GetParameters(_ context.Context, in *ssm.GetParametersInput, _
 	return out, nil
 }
 
-// fakeSM serves GetSecretValue; gate, when set, holds every call.
+// fakeSM serves GetSecretValue from values and DescribeSecret from stages;
+// a call to either when its map is nil fails the test. gate, when set,
+// holds every GetSecretValue call.
 type fakeSM struct {
-	mu       sync.Mutex
-	values   map[string]string // by SecretId + "|" + stage + "|" + version
-	calls    []string
-	inflight atomic.Int32
-	peak     atomic.Int32
-	gate     chan struct{}
+	t         *testing.T
+	values    map[string]string              // by SecretId + "|" + stage + "|" + version
+	stages    map[string]map[string][]string // VersionIdsToStages by SecretId
+	deny      map[string]bool                // DescribeSecret denied, by SecretId
+	mu        sync.Mutex
+	calls     []string // GetSecretValue keys
+	described []string // DescribeSecret region + " " + SecretId
+	inflight  atomic.Int32
+	peak      atomic.Int32
+	gate      chan struct{}
 }
 
 func (f *fakeSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
@@ -82,11 +108,46 @@ func (f *fakeSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecre
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, key)
+	if f.values == nil {
+		f.t.Errorf("unexpected GetSecretValue(%s)", key)
+	}
 	v, ok := f.values[key]
 	if !ok {
 		return nil, &smithy.GenericAPIError{Code: "ResourceNotFoundException", Message: "Secrets Manager can't find the specified secret."}
 	}
 	return &secretsmanager.GetSecretValueOutput{SecretString: aws.String(v), VersionId: aws.String("v-" + key)}, nil
+}
+
+func (f *fakeSM) describeSecret(region string, in *secretsmanager.DescribeSecretInput) (*secretsmanager.DescribeSecretOutput, error) {
+	id := aws.ToString(in.SecretId)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.described = append(f.described, region+" "+id)
+	if f.stages == nil {
+		f.t.Errorf("unexpected DescribeSecret(%s)", id)
+	}
+	if f.deny[id] {
+		return nil, &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "denied"}
+	}
+	st, ok := f.stages[id]
+	if !ok {
+		return nil, &smithy.GenericAPIError{Code: "ResourceNotFoundException", Message: "Secrets Manager can't find the specified secret."}
+	}
+	return &secretsmanager.DescribeSecretOutput{ARN: aws.String(id), VersionIdsToStages: st}, nil
+}
+
+// smIn is the fake as the client of one region.
+type smIn struct {
+	f      *fakeSM
+	region string
+}
+
+func (c smIn) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	return c.f.GetSecretValue(ctx, in, optFns...)
+}
+
+func (c smIn) DescribeSecret(_ context.Context, in *secretsmanager.DescribeSecretInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error) {
+	return c.f.describeSecret(c.region, in)
 }
 
 func param(name, value string, version int64, selector, arn string) ssmtypes.Parameter {
@@ -111,7 +172,15 @@ type fakes struct {
 	sm  *fakeSM
 }
 
-func newFetcher(fk *fakes) *Fetcher {
+// newFetcher wires the fakes to t, so that an unexpected call fails it.
+func newFetcher(t *testing.T, fk *fakes) *Fetcher {
+	for _, f := range fk.ssm {
+		f.t = t
+	}
+	if fk.sm == nil {
+		fk.sm = &fakeSM{}
+	}
+	fk.sm.t = t
 	return &Fetcher{Region: "us-east-1", Clients: Clients{
 		SSM: func(region string) SSMClient {
 			if fk.ssm[region] == nil {
@@ -119,13 +188,13 @@ func newFetcher(fk *fakes) *Fetcher {
 			}
 			return fk.ssm[region]
 		},
-		SecretsManager: func(string) SecretsManagerClient { return fk.sm },
+		SecretsManager: func(region string) SecretsManagerClient { return smIn{fk.sm, region} },
 	}}
 }
 
 func TestFetchBatchesByTenPerRegionAndDeduplicates(t *testing.T) {
-	east := &fakeSSM{params: map[string]ssmtypes.Parameter{}}
-	west := &fakeSSM{params: map[string]ssmtypes.Parameter{}}
+	east := &fakeSSM{decrypt: true, params: map[string]ssmtypes.Parameter{}}
+	west := &fakeSSM{decrypt: true, params: map[string]ssmtypes.Parameter{}}
 	var reqs []Request
 	for i := range 25 {
 		n := fmt.Sprintf("/p/%02d", i)
@@ -153,7 +222,7 @@ func TestFetchBatchesByTenPerRegionAndDeduplicates(t *testing.T) {
 		Request{Name: "P", Ref: mustRef(t, a+":p::")},
 		Request{Name: "OLD_P", Ref: mustRef(t, a+":p:AWSPREVIOUS:")})
 
-	f := newFetcher(&fakes{ssm: map[string]*fakeSSM{"us-east-1": east, "eu-west-1": west}, sm: sm})
+	f := newFetcher(t, &fakes{ssm: map[string]*fakeSSM{"us-east-1": east, "eu-west-1": west}, sm: sm})
 	out, err := f.Fetch(context.Background(), reqs)
 	if err != nil {
 		t.Fatal(err)
@@ -170,10 +239,10 @@ func TestFetchBatchesByTenPerRegionAndDeduplicates(t *testing.T) {
 	}
 	sizes := []int{}
 	for _, c := range east.calls {
-		sizes = append(sizes, len(c))
+		sizes = append(sizes, len(c.names))
 	}
 	sort.Ints(sizes)
-	if fmt.Sprint(sizes) != "[5 10 10]" || len(west.calls) != 1 || len(west.calls[0]) != 2 {
+	if fmt.Sprint(sizes) != "[5 10 10]" || len(west.calls) != 1 || len(west.calls[0].names) != 2 {
 		t.Errorf("GetParameters batches: us-east-1 %v, eu-west-1 %v", sizes, west.calls)
 	}
 	if len(sm.calls) != 2 {
@@ -192,7 +261,7 @@ func TestFetchBoundsConcurrency(t *testing.T) {
 		sm.values[id+"||"] = "v"
 		reqs = append(reqs, Request{Name: fmt.Sprintf("S%d", i), Ref: mustRef(t, id)})
 	}
-	f := newFetcher(&fakes{sm: sm})
+	f := newFetcher(t, &fakes{sm: sm})
 	f.Concurrency = 4
 	done := make(chan error)
 	go func() {
@@ -216,9 +285,9 @@ func TestFetchBoundsConcurrency(t *testing.T) {
 }
 
 func TestFetchErrors(t *testing.T) {
-	east := &fakeSSM{params: map[string]ssmtypes.Parameter{"/ok": param("/ok", "v", 1, "", "")}, deny: map[string]bool{"/denied": true}}
+	east := &fakeSSM{decrypt: true, params: map[string]ssmtypes.Parameter{"/ok": param("/ok", "v", 1, "", "")}, deny: map[string]bool{"/denied": true}}
 	sm := &fakeSM{values: map[string]string{"arn:aws:secretsmanager:us-east-1:111122223333:secret:j||": `{"a":"b"}`, "arn:aws:secretsmanager:us-east-1:111122223333:secret:t||": "text-value"}}
-	f := newFetcher(&fakes{ssm: map[string]*fakeSSM{"us-east-1": east}, sm: sm})
+	f := newFetcher(t, &fakes{ssm: map[string]*fakeSSM{"us-east-1": east}, sm: sm})
 	reqs := []Request{
 		{Name: "OK", Ref: mustRef(t, "/ok")},
 		{Name: "DENIED", Ref: mustRef(t, "/denied")},
