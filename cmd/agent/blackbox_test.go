@@ -16,19 +16,25 @@ import (
 	"time"
 )
 
-var agentBin string
+var agentBin, devawsBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv("AGENT_TEST_SIGNAL_COUNTER") != "" {
+		signalCounter(os.Getenv("AGENT_TEST_SIGNAL_COUNTER"))
+		return
+	}
 	dir, err := os.MkdirTemp("", "agent-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	agentBin = filepath.Join(dir, "agent")
-	build := exec.Command("go", "build", "-o", agentBin, ".")
+	agentBin, devawsBin = filepath.Join(dir, "agent"), filepath.Join(dir, "devaws")
+	// Built without -race whatever the test flags: kumo, inside devaws, has
+	// data races of its own that are not ours to report.
+	build := exec.Command("go", "build", "-o", dir+"/", ".", "../devaws")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the agent:", err)
+		fmt.Fprintln(os.Stderr, "building the agent and devaws:", err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -197,9 +197,10 @@ func TestInitResolvesEveryForm(t *testing.T) {
 		t.Errorf("all.env does not carry the binary secret as base64:\n%s", env)
 	}
 
-	// One call per distinct secret and version: prod/app serves six names
-	// with one call (AWSCURRENT spelled out is a distinct request), prod/rotated three.
-	wantSM := 1 + 1 + 3 + 1 // app, app@AWSCURRENT, rotated ×3, cert
+	// One call per distinct secret and version: prod/app serves seven
+	// names (AWSCURRENT spelled out or not) with one call, prod/rotated's
+	// three names are three versions.
+	wantSM := 1 + 3 + 1 // app, rotated ×3, cert
 	if got := f.fake.Calls("GetSecretValue"); got != wantSM {
 		t.Errorf("GetSecretValue calls = %d, want %d", got, wantSM)
 	}

@@ -4,14 +4,18 @@ package main
 // that our own fake's idea of the wire protocol is not the only one tested.
 // kumo v0.33.1 has one region and account (us-east-1, 000000000000) and no
 // ARN or selector lookups in Parameter Store; those are covered by the fake.
+// kumo runs inside cmd/devaws, the README's local emulator, in a process of
+// its own.
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
+	"io"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,36 +24,53 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
-	"github.com/sivchari/kumo"
 )
 
-// credentialsEndpoint serves the ECS container credentials endpoint.
-func credentialsEndpoint(t *testing.T, token string) string {
+// startDevaws runs cmd/devaws (kumo plus an ECS credentials endpoint) in
+// its own process and returns the task environment it prints.
+func startDevaws(t *testing.T) []string {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != token {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
+	cmd := exec.Command(devawsBin)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var env []string
+	sc := bufio.NewScanner(out)
+	for len(env) < 5 && sc.Scan() {
+		if kv, ok := strings.CutPrefix(sc.Text(), "export "); ok {
+			env = append(env, kv)
 		}
-		_ = json.NewEncoder(w).Encode(map[string]string{
-			"AccessKeyId": "ASIAKUMOTEST", "SecretAccessKey": "kumo-test-secret", "Token": "kumo-session",
-			"Expiration": time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
-		})
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL + "/v2/credentials/test"
+	}
+	if len(env) < 5 {
+		t.Fatalf("devaws printed %d variables: %v", len(env), env)
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	return env
+}
+
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 func TestInitAgainstKumo(t *testing.T) {
-	emu := kumo.NewServer()
-	t.Cleanup(emu.Close)
+	env := startDevaws(t)
 	ctx := context.Background()
 	// Seeding is the test's job, not the agent's, so static keys are fine here.
-	cfg := aws.Config{Region: region, BaseEndpoint: aws.String(emu.URL),
+	cfg := aws.Config{Region: region, BaseEndpoint: aws.String(envValue(env, "AWS_ENDPOINT_URL")),
 		Credentials: credentials.NewStaticCredentialsProvider("seed", "seed", "")}
 	ssmc, smc := ssm.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg)
 
-	// kumo keeps one store per process: names are unique to this test.
+	// Names unique to this test, beside devaws's own demo data.
 	prefix := fmt.Sprintf("/kumo-%d", time.Now().UnixNano())
 	var seeded []string
 	want := map[string]string{}
@@ -90,16 +111,7 @@ func TestInitAgainstKumo(t *testing.T) {
 
 	out := filepath.Join(t.TempDir(), "secrets")
 	conf, _ := json.Marshal(secretCfg{"secrets": secrets, "envFile": "all.env"})
-	token := "kumo-token"
-	env := []string{
-		"AWS_ENDPOINT_URL=" + emu.URL,
-		"AWS_REGION=" + region,
-		"AWS_CONTAINER_CREDENTIALS_FULL_URI=" + credentialsEndpoint(t, token),
-		"AWS_CONTAINER_AUTHORIZATION_TOKEN=" + token,
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AGENT_CONFIG=" + string(conf),
-	}
-	r := runAgent(t, env, seeded, "init", "--output-dir", out)
+	r := runAgent(t, append(env, "AGENT_CONFIG="+string(conf)), seeded, "init", "--output-dir", out)
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}

@@ -46,6 +46,8 @@ const usage = `usage: agent COMMAND [flags]
 
 commands:
   init      resolve every secret, write the files, exit 0 (an init container)
+  run       render like init, then keep the files fresh and tell the app (a sidecar)
+  health    exit 0 if a running agent is ready, 1 if not (a container healthCheck)
   check     validate the configuration only; no AWS call
   version   print the version
 
@@ -61,6 +63,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "init":
 		return runInit(ctx, args, getenv, stdout, stderr)
+	case "run":
+		return runSidecar(ctx, args, getenv, stderr)
+	case "health":
+		return runHealth(ctx, args, getenv, stdout, stderr)
 	case "check":
 		return runCheck(args, getenv, stdout, stderr)
 	case "version", "--version":

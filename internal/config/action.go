@@ -79,8 +79,12 @@ func (a Action) validate(field string) error {
 			return errorf("%s.http.expectStatus: %d is not an HTTP status", field, s)
 		}
 		if a.HTTP.Timeout != "" {
-			if _, err := parseDuration(field+".http.timeout", a.HTTP.Timeout); err != nil {
+			d, err := parseDuration(field+".http.timeout", a.HTTP.Timeout)
+			if err != nil {
 				return err
+			}
+			if d == 0 {
+				return errorf("%s.http.timeout: must be more than 0", field)
 			}
 		}
 	case a.Restart != nil:

@@ -68,6 +68,7 @@ type TemplateJSON struct {
 type RefreshJSON struct {
 	Interval string `json:"interval"`
 	Jitter   string `json:"jitter"`
+	MaxStale string `json:"maxStale"`
 }
 
 // Flags are the command-line values that take part in the merge. Empty means
@@ -91,6 +92,7 @@ type Settings struct {
 	Templates   []Template
 	Interval    time.Duration
 	Jitter      time.Duration
+	MaxStale    time.Duration // not ready when a secret has been stale longer
 	OnChange    []Action
 	MetricsAddr string
 	Source      string // where the JSON came from, for logs: a path, "AGENT_CONFIG" or ""
@@ -383,7 +385,7 @@ func (jt TemplateJSON) validate(field string, mode fs.FileMode, source string) (
 
 func (f *File) validateRefresh(s *Settings) error {
 	if f.Refresh == nil {
-		s.Jitter = s.Interval / 10
+		s.Jitter, s.MaxStale = s.Interval/10, 3*s.Interval
 		return nil
 	}
 	var err error
@@ -402,6 +404,15 @@ func (f *File) validateRefresh(s *Settings) error {
 		}
 		if s.Jitter >= s.Interval {
 			return errorf("refresh.jitter: %s must be less than the interval %s", s.Jitter, s.Interval)
+		}
+	}
+	s.MaxStale = 3 * s.Interval
+	if f.Refresh.MaxStale != "" {
+		if s.MaxStale, err = parseDuration("refresh.maxStale", f.Refresh.MaxStale); err != nil {
+			return err
+		}
+		if s.MaxStale < s.Interval {
+			return errorf("refresh.maxStale: %s is shorter than the interval %s: every failed refresh would make the agent unready", s.MaxStale, s.Interval)
 		}
 	}
 	return nil

@@ -31,7 +31,7 @@ func TestLoadSpecExample(t *testing.T) {
 	if rds := s.Secrets[2]; !rds.Expand || rds.File != "" {
 		t.Errorf("RDS = %+v", rds)
 	}
-	if s.Interval != 5*time.Minute || s.Jitter != 30*time.Second {
+	if s.Interval != 5*time.Minute || s.Jitter != 30*time.Second || s.MaxStale != 15*time.Minute {
 		t.Errorf("interval %s jitter %s", s.Interval, s.Jitter)
 	}
 	if s.OutputDir != "/run/secrets" || s.EnvFile != "secrets.env" || s.JSONFile != "secrets.json" || len(s.Templates) != 1 || len(s.OnChange) != 4 || s.MetricsAddr != ":9102" {
@@ -116,12 +116,14 @@ func TestLoadErrors(t *testing.T) {
 		{"interval", Flags{}, `{"secrets":[` + ok + `],"refresh":{"interval":"5 minutes"}}`, `refresh.interval: "5 minutes" is not a duration ("30s", "5m")`},
 		{"interval too short", Flags{Interval: "500ms"}, `{"secrets":[` + ok + `]}`, `refresh.interval: 500ms is below the minimum of 1s`},
 		{"jitter too big", Flags{}, `{"secrets":[` + ok + `],"refresh":{"interval":"10s","jitter":"10s"}}`, `refresh.jitter: 10s must be less than the interval 10s`},
+		{"maxStale too short", Flags{}, `{"secrets":[` + ok + `],"refresh":{"interval":"1m","maxStale":"30s"}}`, `refresh.maxStale: 30s is shorter than the interval 1m0s: every failed refresh would make the agent unready`},
 		{"two actions in one", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"signal":{},"http":{"url":"http://x"}}]}`, `onChange[0]: want exactly one of signal, http, redeploy, restart; got {"signal":{},"http":{"url":"http://x"}}`},
 		{"empty action", Flags{}, `{"secrets":[` + ok + `],"onChange":[{}]}`, `onChange[0]: want exactly one of signal, http, redeploy, restart; got {}`},
 		{"bad signal", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"signal":{"process":"nginx","signal":"SIGFOO"}}]}`, `onChange[0].signal.signal: "SIGFOO" is not one of SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH`},
 		{"signal both targets", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"signal":{"process":"a","pidFile":"b"}}]}`, `onChange[0].signal: set process or pidFile, not both`},
 		{"bad url", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"http":{"url":"localhost:8080/reload"}}]}`, `onChange[0].http.url: "localhost:8080/reload" is not an http:// or https:// URL`},
 		{"bad method", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"http":{"url":"http://x/","method":"DELETE"}}]}`, `onChange[0].http.method: "DELETE" is not GET, POST or PUT`},
+		{"zero http timeout", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"http":{"url":"http://x/","timeout":"0s"}}]}`, `onChange[0].http.timeout: must be more than 0`},
 		{"bad metricsAddr", Flags{MetricsAddr: "9102"}, `{"secrets":[` + ok + `]}`, `metricsAddr: "9102" is not HOST:PORT (":9102", "127.0.0.1:0")`},
 	}
 	for _, tt := range tests {

@@ -16,9 +16,15 @@ import (
 	"github.com/aws/smithy-go/middleware"
 )
 
-// MaxAttempts is higher than the SDK's default of 3 so that a task started
-// with a thousand others rides out a burst of throttling.
-const MaxAttempts = 8
+// Attempts per AWS call. A one-shot render (init, the sidecar's first
+// render) uses more than the SDK's default of 3, so that a task started with
+// a thousand others rides out a burst of throttling. The refresh loop uses
+// fewer (Fetcher.Attempts): it backs off and slows down by itself, and
+// retrying hard inside a cycle would only fight the account's quota.
+const (
+	MaxAttempts        = 8
+	RefreshMaxAttempts = 2
+)
 
 // APIObserver is told about every AWS API attempt (each retry counts): the
 // SDK service id ("SSM", "Secrets Manager", later "ECS"), the operation

@@ -49,6 +49,7 @@ type Fetcher struct {
 	Clients     Clients
 	Region      string // the task's region, for bare Parameter Store names
 	Concurrency int    // calls in flight; 0 means DefaultConcurrency
+	Attempts    int    // attempts per call; 0 means the aws.Config's retryer
 }
 
 // Request asks for one configured secret.
@@ -218,7 +219,13 @@ func (f *Fetcher) paramKey(r Ref) paramKey {
 }
 
 func secretKeyOf(r Ref) secretKey {
-	return secretKey{region: r.Region, id: r.SecretID, stage: r.VersionStage, version: r.VersionID}
+	k := secretKey{region: r.Region, id: r.SecretID, stage: r.VersionStage, version: r.VersionID}
+	if k.stage == "" && k.version == "" {
+		// What Secrets Manager reads when neither is given: one call
+		// serves "app", "app:key::" and "app:key:AWSCURRENT:".
+		k.stage = "AWSCURRENT"
+	}
+	return k
 }
 
 // describeTarget is the secret Poll describes for r, a Secrets Manager ARN
@@ -275,7 +282,7 @@ func (c *call) run(ctx context.Context) {
 }
 
 func (c *call) getParameters(ctx context.Context, region string, queries []string) {
-	res := getParameters(ctx, c.f.Clients.SSM(region), queries, c.decrypt)
+	res := getParameters(ctx, c.f.Clients.SSM(region), queries, c.f.ssmAttempts, c.decrypt)
 	// GetParameters is denied as a whole when any one name is: ask for each
 	// name alone so the error lands on the secret that lacks permission.
 	if len(queries) > 1 && res[queries[0]].err != nil && errorCode(res[queries[0]].err) == "AccessDeniedException" {
@@ -291,9 +298,9 @@ func (c *call) getParameters(ctx context.Context, region string, queries []strin
 	}
 }
 
-func getParameters(ctx context.Context, client SSMClient, queries []string, decrypt bool) map[string]paramResult {
+func getParameters(ctx context.Context, client SSMClient, queries []string, attempts func(*ssm.Options), decrypt bool) map[string]paramResult {
 	res := make(map[string]paramResult, len(queries))
-	out, err := client.GetParameters(ctx, &ssm.GetParametersInput{Names: queries, WithDecryption: aws.Bool(decrypt)})
+	out, err := client.GetParameters(ctx, &ssm.GetParametersInput{Names: queries, WithDecryption: aws.Bool(decrypt)}, attempts)
 	if err != nil {
 		for _, q := range queries {
 			res[q] = paramResult{err: err}
@@ -327,14 +334,14 @@ func (c *call) getSecretValue(ctx context.Context, k secretKey) {
 	if k.version != "" {
 		in.VersionId = aws.String(k.version)
 	}
-	out, err := c.f.Clients.SecretsManager(k.region).GetSecretValue(ctx, in)
+	out, err := c.f.Clients.SecretsManager(k.region).GetSecretValue(ctx, in, c.f.smAttempts)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sres[k] = secretResult{out: out, err: err}
 }
 
 func (c *call) describeSecret(ctx context.Context, k describeKey) {
-	out, err := c.f.Clients.SecretsManager(k.region).DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(k.id)})
+	out, err := c.f.Clients.SecretsManager(k.region).DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(k.id)}, c.f.smAttempts)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dres[k] = describeResult{out: out, err: err}
@@ -457,4 +464,16 @@ func sourceVersionID(src string) string {
 		return ""
 	}
 	return v.VersionId
+}
+
+func (f *Fetcher) ssmAttempts(o *ssm.Options) {
+	if f.Attempts > 0 {
+		o.RetryMaxAttempts = f.Attempts
+	}
+}
+
+func (f *Fetcher) smAttempts(o *secretsmanager.Options) {
+	if f.Attempts > 0 {
+		o.RetryMaxAttempts = f.Attempts
+	}
 }

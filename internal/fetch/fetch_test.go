@@ -212,7 +212,7 @@ func TestFetchBatchesByTenPerRegionAndDeduplicates(t *testing.T) {
 		Request{Name: "OWN_LABEL", Ref: mustRef(t, "arn:aws:ssm:eu-west-1:111122223333:parameter/own:label")})
 
 	sm := &fakeSM{values: map[string]string{
-		"arn:aws:secretsmanager:us-east-1:111122223333:secret:a-AbCdEf||":            `{"u":"user","p":"pass"}`,
+		"arn:aws:secretsmanager:us-east-1:111122223333:secret:a-AbCdEf|AWSCURRENT|":  `{"u":"user","p":"pass"}`,
 		"arn:aws:secretsmanager:us-east-1:111122223333:secret:a-AbCdEf|AWSPREVIOUS|": `{"u":"old","p":"oldpass"}`,
 	}}
 	a := "arn:aws:secretsmanager:us-east-1:111122223333:secret:a-AbCdEf"
@@ -258,7 +258,7 @@ func TestFetchBoundsConcurrency(t *testing.T) {
 	var reqs []Request
 	for i := range 20 {
 		id := fmt.Sprintf("arn:aws:secretsmanager:us-east-1:111122223333:secret:s%d", i)
-		sm.values[id+"||"] = "v"
+		sm.values[id+"|AWSCURRENT|"] = "v"
 		reqs = append(reqs, Request{Name: fmt.Sprintf("S%d", i), Ref: mustRef(t, id)})
 	}
 	f := newFetcher(t, &fakes{sm: sm})
@@ -286,7 +286,7 @@ func TestFetchBoundsConcurrency(t *testing.T) {
 
 func TestFetchErrors(t *testing.T) {
 	east := &fakeSSM{decrypt: true, params: map[string]ssmtypes.Parameter{"/ok": param("/ok", "v", 1, "", "")}, deny: map[string]bool{"/denied": true}}
-	sm := &fakeSM{values: map[string]string{"arn:aws:secretsmanager:us-east-1:111122223333:secret:j||": `{"a":"b"}`, "arn:aws:secretsmanager:us-east-1:111122223333:secret:t||": "text-value"}}
+	sm := &fakeSM{values: map[string]string{"arn:aws:secretsmanager:us-east-1:111122223333:secret:j|AWSCURRENT|": `{"a":"b"}`, "arn:aws:secretsmanager:us-east-1:111122223333:secret:t|AWSCURRENT|": "text-value"}}
 	f := newFetcher(t, &fakes{ssm: map[string]*fakeSSM{"us-east-1": east}, sm: sm})
 	reqs := []Request{
 		{Name: "OK", Ref: mustRef(t, "/ok")},

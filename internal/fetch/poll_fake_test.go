@@ -140,15 +140,15 @@ func TestPollAgainstFake(t *testing.T) {
 		t.Fatalf("reference version %q, want the secret's version id %q", got, want)
 	}
 	// 26 names to GetParameters (the reference too), one GetSecretValue
-	// per secret and stage (DB_PASSWORD names AWSCURRENT, so it is a
-	// call of its own).
+	// per secret and version (DB_PASSWORD names AWSCURRENT, which is what
+	// the other app/db references read too).
 	wantFetch := []string{"GetParameters 10 decrypt=true", "GetParameters 10 decrypt=true", "GetParameters 6 decrypt=true",
-		"GetSecretValue", "GetSecretValue", "GetSecretValue"}
+		"GetSecretValue", "GetSecretValue"}
 	if got := calls(fake); !slices.Equal(got, wantFetch) {
 		t.Errorf("Fetch calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantFetch, "\n"))
 	}
 	// Every attempt, and nothing of the credentials endpoint's.
-	wantObs := append(repeat("SSM GetParameters success", 3), repeat("Secrets Manager GetSecretValue success", 3)...)
+	wantObs := append(repeat("SSM GetParameters success", 3), repeat("Secrets Manager GetSecretValue success", 2)...)
 	if got := obs.take(); !sameSet(got, wantObs) || fake.CredentialRequests() == 0 {
 		t.Errorf("observer saw:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantObs, "\n"))
 	}

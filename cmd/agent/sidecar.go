@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/action"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/metrics"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/refresh"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/status"
+)
+
+// DefaultMetricsAddr serves /metrics, /healthz and /readyz when nothing is set.
+const DefaultMetricsAddr = ":9102"
+
+// shutdownBudget keeps a clean stop well inside ECS's default 30 s stopTimeout.
+const shutdownBudget = 5 * time.Second
+
+func runSidecar(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs, c := newFlagSet("run", stderr)
+	fs.StringVar(&c.Interval, "interval", "", "refresh interval, e.g. 30s or 5m (default 5m); overrides refresh.interval")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "`HOST:PORT` for /metrics, /healthz and /readyz (default "+DefaultMetricsAddr+"; port 0 picks one)")
+	s, log, err := c.parse(fs, args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if s.MetricsAddr == "" {
+		s.MetricsAddr = DefaultMetricsAddr
+	}
+	if _, err := action.New(s.OnChange, action.Options{}); err != nil {
+		log.Error("invalid configuration: " + err.Error())
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st := status.New(s.MaxStale, time.Now)
+	m := metrics.New(reg, version, func() bool { ok, _ := st.Ready(); return ok })
+
+	ln, err := net.Listen("tcp", s.MetricsAddr)
+	if err != nil {
+		log.Error("cannot serve metrics: " + err.Error())
+		return &exitError{code: exitFailed, msg: err.Error()}
+	}
+	srv := &http.Server{Handler: status.Handler(st, reg), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+
+	startCtx, cancelStart := context.WithTimeout(ctx, c.timeout)
+	defer cancelStart()
+	region, err := taskRegion(startCtx, s, getenv)
+	if err != nil {
+		log.Error(err.Error())
+		return &exitError{code: exitFailed, msg: err.Error()}
+	}
+	cfg, err := fetch.LoadAWSConfig(startCtx, m.ObserveAPICall)
+	if err != nil {
+		log.Error(err.Error())
+		return &exitError{code: exitFailed, msg: err.Error()}
+	}
+	newActions := func(a []config.Action) ([]action.Action, error) { return action.New(a, action.Options{}) }
+	fetcher := &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: region}
+	loop, err := refresh.New(refresh.Options{
+		Source:   fetcher,
+		Settings: s, Metrics: m, Status: st, Log: log, Rand: rand.Float64, Actions: newActions,
+	})
+	if err != nil {
+		log.Error("invalid configuration: " + err.Error())
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	defer loop.Close()
+
+	if err := loop.Start(startCtx); err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped before the first render")
+			return nil
+		}
+		log.Error(err.Error())
+		return &exitError{code: exitFailed, msg: err.Error()}
+	}
+	fetcher.Attempts = fetch.RefreshMaxAttempts
+	log.Info("secrets rendered; ready", "output_dir", s.OutputDir, "secrets", len(s.Secrets),
+		"interval", s.Interval.String())
+
+	reload := func() (*config.Settings, error) {
+		ns, err := config.Load(c.Flags, getenv)
+		if err == nil && ns.MetricsAddr == "" {
+			ns.MetricsAddr = DefaultMetricsAddr
+		}
+		return ns, err
+	}
+	events, err := refresh.Watch(ctx, c.ConfigPath, s.OutputDir, reload, log)
+	if err != nil {
+		log.Warn("cannot watch files; relying on the refresh timer alone", "error", err.Error())
+	}
+	_ = loop.Run(ctx, events)
+	log.Info("stopping")
+	return nil
+}
+
+func runHealth(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("agent health", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "", "`HOST:PORT` of the agent (default: metricsAddr from --config or AGENT_CONFIG, else 127.0.0.1"+DefaultMetricsAddr+")")
+	var flags config.Flags
+	fs.StringVar(&flags.ConfigPath, "config", "", "JSON config `FILE`, only to find metricsAddr")
+	timeout := fs.Duration("timeout", 2*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	target := *addr
+	if target == "" {
+		target = "127.0.0.1" + DefaultMetricsAddr
+		// Same container, same environment: find the port `run` serves on.
+		if s, err := config.Load(flags, getenv); err == nil && s.MetricsAddr != "" {
+			target = s.MetricsAddr
+		}
+	}
+	if host, port, err := net.SplitHostPort(target); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+		target = net.JoinHostPort("127.0.0.1", port)
+	}
+	hctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := status.Check(hctx, target, &http.Client{}); err != nil {
+		fmt.Fprintln(stderr, "not ready:", err)
+		return &exitError{code: exitFailed, msg: err.Error()}
+	}
+	fmt.Fprintln(stdout, "ready")
+	return nil
+}

@@ -1,0 +1,108 @@
+package refresh
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+)
+
+// Watch turns file events into loop events: a changed config file (watched
+// through its directory, since editors and deploy tools replace files by
+// rename) is reloaded and, if valid, sent on Config; any change in the
+// output directory tree is sent on Output, for the loop to re-read and
+// repair. Event kinds are not trusted: the receivers re-read and compare.
+// configPath may be empty (configuration from flags or AGENT_CONFIG).
+func Watch(ctx context.Context, configPath, outputDir string, load func() (*config.Settings, error), log *slog.Logger) (Events, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return Events{}, err
+	}
+	if configPath != "" {
+		if err := w.Add(filepath.Dir(configPath)); err != nil {
+			_ = w.Close()
+			return Events{}, err
+		}
+	}
+	if err := addTree(w, outputDir); err != nil {
+		_ = w.Close()
+		return Events{}, err
+	}
+	cfgCh := make(chan *config.Settings)
+	outCh := make(chan struct{}, 1)
+	lastConfig, _ := os.ReadFile(configPath)
+	go func() {
+		defer w.Close()
+		var reload <-chan time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				log.Warn("file watch error; the refresh timer still runs", "error", err.Error())
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if configPath != "" && filepath.Clean(ev.Name) == filepath.Clean(configPath) {
+					if reload == nil {
+						reload = time.After(repairDelay)
+					}
+					continue
+				}
+				if ev.Has(fsnotify.Create) {
+					// A new subdirectory: watch it too. Errors mean it is
+					// not a directory or is already gone.
+					_ = addTree(w, ev.Name)
+				}
+				select {
+				case outCh <- struct{}{}:
+				default: // one pending notice is enough
+				}
+			case <-reload:
+				reload = nil
+				data, err := os.ReadFile(configPath)
+				if err != nil || bytes.Equal(data, lastConfig) {
+					continue
+				}
+				s, err := load()
+				if err != nil {
+					log.Error("reloaded configuration rejected; keeping the old one: " + err.Error())
+					lastConfig = data
+					continue
+				}
+				lastConfig = data
+				select {
+				case cfgCh <- s:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return Events{Config: cfgCh, Output: outCh}, nil
+}
+
+// addTree watches dir and every directory below it, without following
+// symlinks out of it.
+func addTree(w *fsnotify.Watcher, dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return w.Add(p)
+		}
+		return nil
+	})
+}
