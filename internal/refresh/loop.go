@@ -235,14 +235,12 @@ func (l *Loop) apply(ctx context.Context, s *config.Settings) bool {
 		}
 	}
 	l.log.Info("configuration reloaded", "secrets", len(s.Secrets), "new_or_changed", len(missing))
-	failed := map[string]*fetch.Error{}
 	if len(missing) > 0 {
 		out, err := l.src.Fetch(ctx, missing)
 		for name, res := range out.Values {
 			l.have[name] = res
 		}
-		failed = failures(err)
-		l.track(missing, failed)
+		l.track(missing, failures(err))
 	}
 	n, err := l.render("change")
 	if err != nil {
