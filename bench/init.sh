@@ -5,7 +5,7 @@
 # disk (as Fargate ephemeral storage), since fsync costs differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-go build -trimpath -o bin/ ./cmd/agent
+go build -trimpath -ldflags="-s -w" -o bin/ ./cmd/agent
 go build -o bin/initbench ./bench/initbench
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(go version | cut -d' ' -f3)"
 for dir in /dev/shm "$(pwd)/bin"; do

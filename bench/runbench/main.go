@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -91,6 +92,20 @@ func run(agent string, nParams, nSecrets, cycles int, idle time.Duration) error 
 	if err != nil {
 		return err
 	}
+	if os.Getenv("RUNBENCH_DEBUG") != "" {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", a.cmd.Process.Pid))
+		fmt.Fprintln(os.Stderr, string(b))
+		resp, err := http.Get(strings.TrimSuffix(a.url, "/readyz") + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, l := range strings.Split(string(body), "\n") {
+				if strings.HasPrefix(l, "go_memstats_") || strings.HasPrefix(l, "go_goroutines") {
+					fmt.Fprintln(os.Stderr, l)
+				}
+			}
+		}
+	}
 	a.stop()
 
 	// Part 2: the default-like 5m interval, idle CPU over a minute.
@@ -120,8 +135,8 @@ func run(agent string, nParams, nSecrets, cycles int, idle time.Duration) error 
 	fmt.Printf("| calls per unchanged cycle (1s interval, over %d cycles) | %.1f GetParameters (no decryption) + %.1f DescribeSecret; %d decrypting calls in all |\n",
 		polls, float64(calls["GetParameters"])/float64(polls), float64(calls["DescribeSecret"])/float64(polls), decrypting)
 	fmt.Printf("| budget per unchanged cycle | ceil(P/10) = %d GetParameters + S = %d DescribeSecret, 0 decrypting |\n", (nParams+9)/10, nSecrets)
-	fmt.Printf("| resident memory after %d cycles (VmRSS) | %.1f MiB |\n", polls, float64(rss)/1024)
-	fmt.Printf("| resident memory idle, 5m interval (VmRSS) | %.1f MiB |\n", float64(idleRSS)/1024)
+	fmt.Printf("| resident memory after %d cycles at 1s (VmRSS) | %s |\n", polls, rss)
+	fmt.Printf("| resident memory idle, 5m interval, after %s (VmRSS) | %s |\n", idle, idleRSS)
 	fmt.Printf("| CPU while idle for %s (5m interval) | %s (%.3f%% of one core) |\n", idle, cpu1-cpu0, 100*float64(cpu1-cpu0)/float64(idle))
 	return nil
 }
@@ -182,18 +197,40 @@ func (p *proc) stop() {
 	_ = p.cmd.Wait()
 }
 
-// rss reads VmRSS in KiB.
-func (p *proc) rss() (int64, error) {
+// memory is resident memory in KiB: all of it, the anonymous part (heap,
+// stacks: what the agent allocates) and the file-backed part (the binary's
+// pages, shared with the page cache and reclaimable).
+type memory struct{ rss, anon, file int64 }
+
+func (m memory) String() string {
+	return fmt.Sprintf("%.1f MiB (%.1f MiB anonymous + %.1f MiB file-backed)", float64(m.rss)/1024, float64(m.anon)/1024, float64(m.file)/1024)
+}
+
+func (p *proc) rss() (memory, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
-		return 0, err
+		return memory{}, err
 	}
+	var m memory
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			return strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			m.rss = v
+		case "RssAnon:":
+			m.anon = v
+		case "RssFile:":
+			m.file = v
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS")
+	if m.rss == 0 {
+		return m, fmt.Errorf("no VmRSS")
+	}
+	return m, nil
 }
 
 // cpu reads user+system CPU time from /proc/PID/stat.

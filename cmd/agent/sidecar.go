@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -96,6 +97,9 @@ func runSidecar(ctx context.Context, args []string, getenv func(string) string, 
 		return &exitError{code: exitFailed, msg: err.Error()}
 	}
 	fetcher.Attempts = fetch.RefreshMaxAttempts
+	// The first render's concurrent fetch is the agent's high-water mark;
+	// hand that memory back now rather than hold it for the task's life.
+	debug.FreeOSMemory()
 	log.Info("secrets rendered; ready", "output_dir", s.OutputDir, "secrets", len(s.Secrets),
 		"interval", s.Interval.String())
 

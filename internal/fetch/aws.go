@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -22,6 +24,7 @@ import (
 // fewer (Fetcher.Attempts): it backs off and slows down by itself, and
 // retrying hard inside a cycle would only fight the account's quota.
 const (
+	idleConnTimeout    = 30 * time.Second
 	MaxAttempts        = 8
 	RefreshMaxAttempts = 2
 )
@@ -59,6 +62,11 @@ func LoadAWSConfig(ctx context.Context, obs APIObserver) (aws.Config, error) {
 				o.MaxBackoff = 10 * time.Second
 			})
 		}),
+		// Idle connections hold goroutines and buffers; a sidecar that
+		// polls every few minutes should hold none between polls.
+		config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			t.IdleConnTimeout = idleConnTimeout
+		})),
 	}
 	if obs != nil {
 		opts = append(opts, config.WithAPIOptions([]func(*middleware.Stack) error{obs.addMiddleware}))
