@@ -19,6 +19,10 @@ import (
 var agentBin, devawsBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv("AGENT_TEST_APP") != "" {
+		testApp(os.Getenv("AGENT_TEST_APP"), os.Getenv("AGENT_TEST_WATCH"))
+		return
+	}
 	if os.Getenv("AGENT_TEST_SIGNAL_COUNTER") != "" {
 		signalCounter(os.Getenv("AGENT_TEST_SIGNAL_COUNTER"))
 		return

@@ -48,6 +48,9 @@ commands:
   init      resolve every secret, write the files, exit 0 (an init container)
   run       render like init, then keep the files fresh and tell the app (a sidecar)
   health    exit 0 if a running agent is ready, 1 if not (a container healthCheck)
+  exec      resolve every secret into the environment of a command and run it:
+            agent exec [flags] -- COMMAND [ARGS...]
+  install   copy this binary to DIR/agent, for exec from another container
   check     validate the configuration only; no AWS call
   version   print the version
 
@@ -65,6 +68,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runInit(ctx, args, getenv, stdout, stderr)
 	case "run":
 		return runSidecar(ctx, args, getenv, stderr)
+	case "exec":
+		return runExec(ctx, args, getenv, stderr)
+	case "install":
+		return runInstall(args, stdout, stderr)
 	case "health":
 		return runHealth(ctx, args, getenv, stdout, stderr)
 	case "check":

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 )
@@ -24,7 +25,22 @@ type Options struct {
 	ProcRoot   string       // default "/proc"; tests point it at a fake tree when needed
 	HTTPClient *http.Client // default: a client with no global state
 	SelfPID    int          // default os.Getpid(); never signalled
+
+	// Child is the app in exec mode; nil elsewhere. With it, "restart" and
+	// a signal with no process or pidFile (meaning the child) are allowed.
+	Child Child
 }
+
+// Child is the app that `agent exec` runs as its child.
+type Child interface {
+	Signal(sig os.Signal) error
+	// Restart stops the child (SIGTERM, SIGKILL after grace) and starts
+	// it again with the current secrets.
+	Restart(ctx context.Context, grace time.Duration) error
+}
+
+// DefaultGracePeriod is how long a restart waits after SIGTERM.
+const DefaultGracePeriod = 10 * time.Second
 
 // New builds the actions in config order. Kinds this mode cannot run
 // (redeploy, restart) are an error naming the index and kind. Every error is a
@@ -45,14 +61,18 @@ func New(cfgs []config.Action, opts Options) ([]Action, error) {
 			err error
 		)
 		switch {
+		case c.Signal != nil && opts.Child != nil && c.Signal.Process == "" && c.Signal.PIDFile == "":
+			a, err = newChildSignal(field, *c.Signal, opts.Child)
 		case c.Signal != nil:
 			a, err = newSignal(field, *c.Signal, opts)
 		case c.HTTP != nil:
 			a, err = newHTTP(field, *c.HTTP, client)
 		case c.Redeploy != nil:
 			err = fmt.Errorf("%s: redeploy is not available in agent run yet", field)
+		case c.Restart != nil && opts.Child != nil:
+			a, err = newRestart(field, *c.Restart, opts.Child)
 		case c.Restart != nil:
-			err = fmt.Errorf("%s: restart is not available in agent run yet", field)
+			err = fmt.Errorf("%s: restart needs agent exec (it restarts the app the agent runs)", field)
 		default:
 			err = fmt.Errorf("%s: no action set: want one of signal, http", field)
 		}

@@ -20,7 +20,7 @@ func TestNewRejects(t *testing.T) {
 		want string
 	}{
 		{"redeploy", config.Action{Redeploy: &config.RedeployAction{}}, "onChange[2]: redeploy is not available in agent run yet"},
-		{"restart", config.Action{Restart: &config.RestartAction{GracePeriod: "10s"}}, "onChange[2]: restart is not available in agent run yet"},
+		{"restart", config.Action{Restart: &config.RestartAction{GracePeriod: "10s"}}, "onChange[2]: restart needs agent exec (it restarts the app the agent runs)"},
 		{"empty", config.Action{}, "onChange[2]: no action set: want one of signal, http"},
 		{"signal without target", config.Action{Signal: &config.SignalAction{}}, "onChange[2].signal: set process or pidFile (signalling the child needs exec mode)"},
 		{"signal with both targets", config.Action{Signal: &config.SignalAction{Process: "a", PIDFile: "/b"}}, "onChange[2].signal: set process or pidFile, not both"},

@@ -96,6 +96,10 @@ type Settings struct {
 	OnChange    []Action
 	MetricsAddr string
 	Source      string // where the JSON came from, for logs: a path, "AGENT_CONFIG" or ""
+
+	// Whether outputDir and refresh were given at all: exec writes no file
+	// and does not refresh unless asked to.
+	OutputDirSet, RefreshSet bool
 }
 
 // Secret is one validated secret.
@@ -217,6 +221,9 @@ func (f *File) validate(flagSecrets []string, source string) (*Settings, error) 
 		Interval:    DefaultInterval,
 		OnChange:    f.OnChange,
 		MetricsAddr: f.MetricsAddr,
+
+		OutputDirSet: f.OutputDir != "",
+		RefreshSet:   f.Refresh != nil,
 	}
 	if s.OutputDir == "" {
 		s.OutputDir = DefaultOutputDir

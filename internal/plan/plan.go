@@ -4,6 +4,7 @@
 package plan
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 
@@ -142,4 +143,23 @@ func Files(s *config.Settings, fetched map[string]fetch.Result) ([]render.File, 
 		}
 	}
 	return files, nil
+}
+
+// Env returns the environment entries NAME=value for the app, in
+// configuration order. A value with a NUL byte cannot be an environment
+// variable and is an error naming the entry.
+func Env(s *config.Settings, fetched map[string]fetch.Result) ([]string, error) {
+	entries, err := Entries(s, fetched)
+	if err != nil {
+		return nil, err
+	}
+	env := make([]string, 0, len(entries))
+	for _, e := range entries {
+		v := e.Text().Bytes()
+		if bytes.IndexByte(v, 0) >= 0 {
+			return nil, fmt.Errorf("secret %s: the value contains a NUL byte, which no environment variable can hold", e.Name)
+		}
+		env = append(env, e.Name+"="+string(v))
+	}
+	return env, nil
 }

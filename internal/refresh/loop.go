@@ -187,7 +187,7 @@ func (l *Loop) cycle(ctx context.Context) Outcome {
 			l.metrics.SecretChanged(name)
 		}
 		l.log.Info("secrets changed", "secrets", changed, "files", n)
-		if n > 0 {
+		if n > 0 || l.settings.OutputDir == "" {
 			_ = action.RunAll(ctx, l.actions, l.log, l.metrics.Action)
 		}
 	}
@@ -247,17 +247,22 @@ func (l *Loop) apply(ctx context.Context, s *config.Settings) bool {
 		l.log.Error("cannot render the reloaded configuration; the files in place are unchanged: " + err.Error())
 		return true
 	}
-	if n > 0 {
+	if n > 0 || (l.settings.OutputDir == "" && len(missing) > 0) {
 		_ = action.RunAll(ctx, l.actions, l.log, l.metrics.Action)
 	}
 	return true
 }
 
+// Values returns the last good value of each secret. Actions call it from
+// inside the loop (exec mode's restart builds the child's environment).
+func (l *Loop) Values() map[string]fetch.Result { return l.have }
+
 // render writes every planned file from the last good values and returns
-// how many changed.
+// how many changed. With no output directory (exec mode) it only checks
+// that the values still plan, and writes nothing.
 func (l *Loop) render(reason string) (int, error) {
 	files, err := plan.Files(l.settings, l.have)
-	if err != nil {
+	if err != nil || l.settings.OutputDir == "" {
 		return 0, err
 	}
 	if l.dir == nil {

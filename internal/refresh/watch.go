@@ -19,7 +19,8 @@ import (
 // rename) is reloaded and, if valid, sent on Config; any change in the
 // output directory tree is sent on Output, for the loop to re-read and
 // repair. Event kinds are not trusted: the receivers re-read and compare.
-// configPath may be empty (configuration from flags or AGENT_CONFIG).
+// configPath may be empty (configuration from flags or AGENT_CONFIG), and so
+// may outputDir (exec mode writes no file).
 func Watch(ctx context.Context, configPath, outputDir string, load func() (*config.Settings, error), log *slog.Logger) (Events, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -31,9 +32,11 @@ func Watch(ctx context.Context, configPath, outputDir string, load func() (*conf
 			return Events{}, err
 		}
 	}
-	if err := addTree(w, outputDir); err != nil {
-		_ = w.Close()
-		return Events{}, err
+	if outputDir != "" {
+		if err := addTree(w, outputDir); err != nil {
+			_ = w.Close()
+			return Events{}, err
+		}
 	}
 	cfgCh := make(chan *config.Settings)
 	outCh := make(chan struct{}, 1)

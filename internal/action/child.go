@@ -1,0 +1,67 @@
+package action
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+)
+
+// childSignal signals the app that agent exec runs.
+type childSignal struct {
+	child   Child
+	sig     os.Signal
+	sigName string
+}
+
+func newChildSignal(field string, c config.SignalAction, child Child) (*childSignal, error) {
+	name := strings.ToUpper(c.Signal)
+	if name == "" {
+		name = "SIGHUP"
+	}
+	sig, ok := parseSignal(name)
+	if !ok {
+		return nil, fmt.Errorf("%s.signal.signal: %q is not one of SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH", field, c.Signal)
+	}
+	return &childSignal{child: child, sig: sig, sigName: name}, nil
+}
+
+func (a *childSignal) Kind() string { return "signal" }
+
+func (a *childSignal) Run(context.Context) error {
+	if err := a.child.Signal(a.sig); err != nil {
+		return fmt.Errorf("signal: %s to the app: %w", a.sigName, err)
+	}
+	return nil
+}
+
+// restart restarts the app that agent exec runs, with the new secrets in
+// its environment.
+type restart struct {
+	child Child
+	grace time.Duration
+}
+
+func newRestart(field string, c config.RestartAction, child Child) (*restart, error) {
+	grace := DefaultGracePeriod
+	if c.GracePeriod != "" {
+		d, err := time.ParseDuration(c.GracePeriod)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("%s.restart.gracePeriod: %q is not a duration", field, c.GracePeriod)
+		}
+		grace = d
+	}
+	return &restart{child: child, grace: grace}, nil
+}
+
+func (a *restart) Kind() string { return "restart" }
+
+func (a *restart) Run(ctx context.Context) error {
+	if err := a.child.Restart(ctx, a.grace); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	return nil
+}
