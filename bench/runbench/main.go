@@ -87,7 +87,9 @@ func run(agent string, nParams, nSecrets, cycles int, idle time.Duration) error 
 			decrypting++
 		}
 	}
-	polls := calls["DescribeSecret"] / nSecrets
+	// The counting window can end mid-cycle: count cycles by DescribeSecret,
+	// which every cycle makes exactly nSecrets of.
+	polls := float64(calls["DescribeSecret"]) / float64(nSecrets)
 	rss, err := a.rss()
 	if err != nil {
 		return err
@@ -132,10 +134,10 @@ func run(agent string, nParams, nSecrets, cycles int, idle time.Duration) error 
 	fmt.Printf("| what | value |\n|---|---|\n")
 	fmt.Printf("| secrets | %d parameters + %d Secrets Manager secrets |\n", nParams, nSecrets)
 	fmt.Printf("| first render | %d GetParameters + %d GetSecretValue |\n", initial["GetParameters"], initial["GetSecretValue"])
-	fmt.Printf("| calls per unchanged cycle (1s interval, over %d cycles) | %.1f GetParameters (no decryption) + %.1f DescribeSecret; %d decrypting calls in all |\n",
-		polls, float64(calls["GetParameters"])/float64(polls), float64(calls["DescribeSecret"])/float64(polls), decrypting)
+	fmt.Printf("| calls per unchanged cycle (1s interval, over %.0f cycles) | %.1f GetParameters (no decryption) + %.1f DescribeSecret; %d decrypting calls in all |\n",
+		polls, float64(calls["GetParameters"])/polls, float64(calls["DescribeSecret"])/polls, decrypting)
 	fmt.Printf("| budget per unchanged cycle | ceil(P/10) = %d GetParameters + S = %d DescribeSecret, 0 decrypting |\n", (nParams+9)/10, nSecrets)
-	fmt.Printf("| resident memory after %d cycles at 1s (VmRSS) | %s |\n", polls, rss)
+	fmt.Printf("| resident memory after %.0f cycles at 1s (VmRSS) | %s |\n", polls, rss)
 	fmt.Printf("| resident memory idle, 5m interval, after %s (VmRSS) | %s |\n", idle, idleRSS)
 	fmt.Printf("| CPU while idle for %s (5m interval) | %s (%.3f%% of one core) |\n", idle, cpu1-cpu0, 100*float64(cpu1-cpu0)/float64(idle))
 	return nil
