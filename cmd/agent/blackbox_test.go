@@ -130,3 +130,14 @@ func listDir(t *testing.T, dir string) []string {
 	}
 	return out
 }
+
+// withEnv returns env with key set to value (replaced, or added).
+func withEnv(env []string, key, value string) []string {
+	out := []string{key + "=" + value}
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

@@ -60,15 +60,15 @@ func resolve(ctx context.Context, s *config.Settings, getenv func(string) string
 	}
 	out, err := f.Fetch(ctx, reqs)
 	for _, e := range out.Skipped {
-		log.Warn("optional secret skipped: "+e.Error(), fetchAttrs(e)...)
+		log.Warn("optional secret skipped: "+e.Error(), e.LogAttrs()...)
 	}
 	if err != nil {
 		var failed int
-		for _, e := range unjoin(err) {
+		for _, e := range fetch.Errors(err) {
 			failed++
 			var fe *fetch.Error
 			if errors.As(e, &fe) {
-				log.Error(fe.Error(), fetchAttrs(fe)...)
+				log.Error(fe.Error(), fe.LogAttrs()...)
 			} else {
 				log.Error(e.Error())
 			}
@@ -78,18 +78,6 @@ func resolve(ctx context.Context, s *config.Settings, getenv func(string) string
 		return nil, &exitError{code: exitFailed, msg: msg}
 	}
 	return out.Values, nil
-}
-
-func fetchAttrs(e *fetch.Error) []any {
-	return []any{"secret", e.Name, "value_from", e.Ref.Raw, "region", e.Region,
-		"code", e.Code, "class", string(e.Class())}
-}
-
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }
 
 // taskRegion is the region for bare Parameter Store names: AWS_REGION,

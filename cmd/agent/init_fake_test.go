@@ -394,12 +394,7 @@ func TestInitRetriesThrottlingAndGivesUpAtDeadline(t *testing.T) {
 func TestInitCredentialFailure(t *testing.T) {
 	f := newFixture(t)
 	f.fake.PutParameter(region, "/a", f.value("a"), true)
-	env := f.fake.Env(region)
-	for i, kv := range env {
-		if strings.HasPrefix(kv, "AWS_CONTAINER_AUTHORIZATION_TOKEN=") {
-			env[i] = "AWS_CONTAINER_AUTHORIZATION_TOKEN=wrong"
-		}
-	}
+	env := withEnv(f.fake.Env(region), "AWS_CONTAINER_AUTHORIZATION_TOKEN", "wrong")
 	r := runAgent(t, env, f.secrets, "init", "--output-dir", f.out, "--secret", "A=/a", "--timeout", "20s")
 	if r.code != 1 || !strings.Contains(r.stderr, "secret A (valueFrom /a): NoCredentials: no credentials: give the task a task role") {
 		t.Fatalf("exit %d, want 1 with a NoCredentials line\n%s", r.code, r.stderr)

@@ -328,12 +328,7 @@ func TestRunThrottlingGrowsInterval(t *testing.T) {
 func TestRunStartupFailsAfterDeadlineWithClearLines(t *testing.T) {
 	f := newFixture(t)
 	f.fake.PutParameter(region, "/a", f.value("a"), true)
-	env := f.fake.Env(region)
-	for i, kv := range env {
-		if strings.HasPrefix(kv, "AWS_CONTAINER_AUTHORIZATION_TOKEN=") {
-			env[i] = "AWS_CONTAINER_AUTHORIZATION_TOKEN=wrong"
-		}
-	}
+	env := withEnv(f.fake.Env(region), "AWS_CONTAINER_AUTHORIZATION_TOKEN", "wrong")
 	s := startSidecar(t, env, "--output-dir", f.out, "--secret", "A=/a", "--timeout", "3s")
 	code, _ := s.get(t, "/readyz")
 	if code != 503 {

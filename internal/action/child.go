@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
@@ -18,13 +17,9 @@ type childSignal struct {
 }
 
 func newChildSignal(field string, c config.SignalAction, child Child) (*childSignal, error) {
-	name := strings.ToUpper(c.Signal)
-	if name == "" {
-		name = "SIGHUP"
-	}
-	sig, ok := parseSignal(name)
-	if !ok {
-		return nil, fmt.Errorf("%s.signal.signal: %q is not one of SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH", field, c.Signal)
+	sig, name, err := configuredSignal(field, c)
+	if err != nil {
+		return nil, err
 	}
 	return &childSignal{child: child, sig: sig, sigName: name}, nil
 }

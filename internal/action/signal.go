@@ -35,13 +35,9 @@ func newSignal(field string, c config.SignalAction, opts Options) (*signalAction
 	case c.Process == "" && c.PIDFile == "":
 		return nil, fmt.Errorf("%s.signal: set process or pidFile (signalling the child needs exec mode)", field)
 	}
-	name := strings.ToUpper(c.Signal)
-	if name == "" {
-		name = "SIGHUP"
-	}
-	sig, ok := parseSignal(name)
-	if !ok {
-		return nil, fmt.Errorf("%s.signal.signal: %q is not one of SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH", field, c.Signal)
+	sig, name, err := configuredSignal(field, c)
+	if err != nil {
+		return nil, err
 	}
 	return &signalAction{
 		process:  c.Process,
@@ -51,6 +47,19 @@ func newSignal(field string, c config.SignalAction, opts Options) (*signalAction
 		procRoot: opts.ProcRoot,
 		self:     opts.SelfPID,
 	}, nil
+}
+
+// configuredSignal is the signal an action names, SIGHUP by default.
+func configuredSignal(field string, c config.SignalAction) (syscall.Signal, string, error) {
+	name := strings.ToUpper(c.Signal)
+	if name == "" {
+		name = "SIGHUP"
+	}
+	sig, ok := parseSignal(name)
+	if !ok {
+		return 0, "", fmt.Errorf("%s.signal.signal: %q is not one of SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH", field, c.Signal)
+	}
+	return sig, name, nil
 }
 
 func parseSignal(name string) (syscall.Signal, bool) {

@@ -153,3 +153,21 @@ func errorCode(err error) string {
 // ErrCredentials marks a failure to get credentials, as opposed to AWS
 // rejecting them.
 var ErrCredentials = errors.New("cannot get credentials")
+
+// Errors returns the *Error values joined in err (as Fetch and Poll return
+// them), and any other error as it is.
+func Errors(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// LogAttrs are the slog attributes of e, for the one line that reports it.
+func (e *Error) LogAttrs() []any {
+	return []any{"secret", e.Name, "value_from", e.Ref.Raw, "region", e.Region,
+		"code", e.Code, "class", string(e.Class())}
+}

@@ -104,7 +104,7 @@ func (l *Loop) firstRender(ctx context.Context) error {
 	out, err := l.src.Fetch(ctx, requests(l.settings))
 	l.account(out, err)
 	if err != nil {
-		return fmt.Errorf("%d secrets could not be resolved", len(unjoin(err)))
+		return fmt.Errorf("%d secrets could not be resolved", len(fetch.Errors(err)))
 	}
 	l.have = out.Values
 	_, err = l.render("change")
@@ -280,10 +280,10 @@ func (l *Loop) render(reason string) (int, error) {
 // account logs and records a Fetch's skipped and failed secrets (first render).
 func (l *Loop) account(out fetch.Outcome, err error) {
 	for _, e := range out.Skipped {
-		l.log.Warn("optional secret skipped: "+e.Error(), errorAttrs(e)...)
+		l.log.Warn("optional secret skipped: "+e.Error(), e.LogAttrs()...)
 	}
 	for _, e := range failures(err) {
-		l.log.Error(e.Error(), errorAttrs(e)...)
+		l.log.Error(e.Error(), e.LogAttrs()...)
 	}
 }
 
@@ -297,7 +297,7 @@ func (l *Loop) track(reqs []fetch.Request, failed map[string]*fetch.Error) {
 		switch {
 		case bad && !wasStale:
 			l.staleSince[r.Name] = now
-			l.log.Error("refresh failed; keeping the last good value: "+e.Error(), errorAttrs(e)...)
+			l.log.Error("refresh failed; keeping the last good value: "+e.Error(), e.LogAttrs()...)
 			fallthrough
 		case bad:
 			l.status.Stale(r.Name, l.staleSince[r.Name], e.Code)
@@ -346,7 +346,7 @@ func findSecret(s *config.Settings, name string) (fetch.Request, bool) {
 
 func failures(err error) map[string]*fetch.Error {
 	out := map[string]*fetch.Error{}
-	for _, e := range unjoin(err) {
+	for _, e := range fetch.Errors(err) {
 		var fe *fetch.Error
 		if errors.As(e, &fe) {
 			out[fe.Name] = fe
@@ -364,19 +364,4 @@ func outcome(failed map[string]*fetch.Error) Outcome {
 		o = Failed
 	}
 	return o
-}
-
-func unjoin(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
-}
-
-func errorAttrs(e *fetch.Error) []any {
-	return []any{"secret", e.Name, "value_from", e.Ref.Raw, "region", e.Region,
-		"code", e.Code, "class", string(e.Class())}
 }

@@ -1,0 +1,295 @@
+// Package compose runs compose.yaml: an ECS task's containers on one machine
+// under Docker Compose, built from this tree with no registry.
+package compose
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+)
+
+var keep = flag.Bool("keep", false, "leave the containers, volume and images in place after the test")
+
+// The values cmd/devaws seeds.
+const (
+	seededPassword = "pa'ss $HOME \\n\"word\""
+	seededFlag     = "on"
+	seededUsername = "app"
+)
+
+func TestComposeTask(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds images and runs containers; skipped with -short")
+	}
+	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		t.Skipf("no Docker daemon answers (docker info: %v: %s)", err, bytes.TrimSpace(out))
+	}
+	composeCmd := findCompose(t)
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	id := randomHex(6)
+	project := "esa-compose-" + id
+	images := map[string]string{
+		"AGENT_IMAGE":   "ecs-secrets-agent:test-" + id,
+		"DEVAWS_IMAGE":  "ecs-secrets-agent-devaws:test-" + id,
+		"TESTAPP_IMAGE": "ecs-secrets-agent-testapp:test-" + id,
+	}
+	env := os.Environ()
+	for k, v := range images {
+		env = append(env, k+"="+v)
+	}
+	compose := func(ctx context.Context, args ...string) *exec.Cmd {
+		full := append(append(composeCmd[1:], "-p", project, "-f", filepath.Join(root, "deploy/compose/compose.yaml")), args...)
+		cmd := exec.CommandContext(ctx, composeCmd[0], full...)
+		cmd.Env = env
+		return cmd
+	}
+
+	// Clean up even on failure: every container, the volume, the images.
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
+		defer ccancel()
+		if t.Failed() {
+			out, _ := compose(cctx, "logs", "--no-color").CombinedOutput()
+			t.Logf("compose logs:\n%s", out)
+		}
+		if *keep {
+			t.Logf("left in place (-keep): project %s, images %v", project, images)
+			return
+		}
+		if out, err := compose(cctx, "down", "-v", "--remove-orphans", "--timeout", "5").CombinedOutput(); err != nil {
+			t.Errorf("compose down: %v\n%s", err, out)
+		}
+		for _, img := range images {
+			_ = exec.CommandContext(cctx, "docker", "image", "rm", "-f", img).Run()
+		}
+	})
+
+	start := time.Now()
+	buildImages(ctx, t, root, images)
+	t.Logf("images built in %s", time.Since(start).Round(time.Millisecond))
+
+	// up -d returns once each container has started, after its dependencies'
+	// conditions held: devaws healthy, init exited 0, the agent healthy.
+	start = time.Now()
+	if out, err := compose(ctx, "up", "-d").CombinedOutput(); err != nil {
+		t.Fatalf("compose up: %v\n%s", err, out)
+	}
+	t.Logf("task up in %s", time.Since(start).Round(time.Millisecond))
+
+	appLogs := func() []byte {
+		out, err := compose(ctx, "logs", "--no-color", "app").Output()
+		if err != nil {
+			t.Fatalf("compose logs app: %v", err)
+		}
+		return out
+	}
+
+	// 1. The app read the values at start.
+	first := waitMarker(ctx, t, appLogs, "start", func(m marker) bool { return true })
+	want := map[string]string{"DB_PASSWORD": seededPassword, "FEATURE_FLAG": seededFlag, "init/DB_USERNAME": seededUsername}
+	for k, v := range want {
+		if first.Values[k] != v {
+			t.Errorf("app read %s = %q at start, want %q", k, first.Values[k], v)
+		}
+	}
+	if first.UID != 65532 {
+		t.Errorf("app runs as uid %d, want 65532", first.UID)
+	}
+
+	// 2. The init container exited 0; the agent runs as 65532 with a read-only root.
+	initID := containerID(ctx, t, compose, "init")
+	if code := inspect(ctx, t, initID, "{{.State.ExitCode}}"); code != "0" {
+		t.Errorf("init exited %s, want 0", code)
+	}
+	agentID := containerID(ctx, t, compose, "agent")
+	for _, c := range []struct{ format, want string }{
+		{"{{.Config.User}}", "65532:65532"},
+		{"{{.HostConfig.ReadonlyRootfs}}", "true"},
+		{"{{.State.Health.Status}}", "healthy"},
+	} {
+		if got := inspect(ctx, t, agentID, c.format); got != c.want {
+			t.Errorf("agent container %s = %q, want %q", c.format, got, c.want)
+		}
+	}
+	// The process itself, as the kernel sees it.
+	if out, err := exec.CommandContext(ctx, "docker", "top", agentID, "-o", "uid,comm").Output(); err != nil {
+		t.Errorf("docker top agent: %v", err)
+	} else if fields := strings.Fields(lastLine(string(out))); len(fields) < 2 || fields[0] != "65532" || fields[1] != "agent" {
+		t.Errorf("docker top agent: want uid 65532 running agent, got\n%s", out)
+	}
+
+	// 3. Rotate through the emulator; the agent rewrites the file and sends
+	// SIGHUP; the app reads the new value.
+	port := strings.TrimSpace(runOut(ctx, t, compose(ctx, "port", "devaws", "4566")))
+	rotated := "rotated-" + randomHex(8)
+	client := ssm.NewFromConfig(aws.Config{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+		BaseEndpoint: aws.String("http://" + port),
+	})
+	start = time.Now()
+	if _, err := client.PutParameter(ctx, &ssm.PutParameterInput{
+		Name: aws.String("/demo/db/password"), Value: aws.String(rotated),
+		Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true),
+	}); err != nil {
+		t.Fatalf("rotating /demo/db/password through the emulator at %s: %v", port, err)
+	}
+	reload := waitMarker(ctx, t, appLogs, "reload", func(m marker) bool { return m.Values["DB_PASSWORD"] == rotated })
+	t.Logf("rotation reached the app in %s", time.Since(start).Round(time.Millisecond))
+	if reload.PID != first.PID {
+		t.Errorf("reload came from pid %d, want the same process %d (SIGHUP, not a restart)", reload.PID, first.PID)
+	}
+	if reload.Values["FEATURE_FLAG"] != seededFlag {
+		t.Errorf("after rotation FEATURE_FLAG = %q, want %q", reload.Values["FEATURE_FLAG"], seededFlag)
+	}
+}
+
+// findCompose returns the compose command that works here: the docker CLI
+// plugin or the standalone docker-compose.
+func findCompose(t *testing.T) []string {
+	t.Helper()
+	for _, c := range [][]string{{"docker", "compose"}, {"docker-compose"}} {
+		if err := exec.Command(c[0], append(c[1:], "version")...).Run(); err == nil {
+			return c
+		}
+	}
+	t.Skip("no Docker Compose: neither `docker compose` nor `docker-compose` runs")
+	return nil
+}
+
+// buildImages builds the agent image with `make image` (the offline path a
+// user takes) and the devaws and testapp images FROM scratch the same way:
+// static binaries built here, copied into an empty image.
+func buildImages(ctx context.Context, t *testing.T, root string, images map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	make := exec.CommandContext(ctx, "make", "-s", "image", "IMAGE="+images["AGENT_IMAGE"], "CONTEXT="+filepath.Join(dir, "agent"))
+	make.Dir = root
+	runOut(ctx, t, make)
+
+	for _, img := range []struct {
+		name, envVar string
+		pkgs         []string
+		dockerfile   string
+	}{
+		{"devaws", "DEVAWS_IMAGE", []string{"./cmd/devaws", "./deploy/compose/relay"},
+			"FROM scratch\nCOPY devaws relay /\nUSER 65532:65532\nENTRYPOINT [\"/devaws\"]\n"},
+		{"testapp", "TESTAPP_IMAGE", []string{"./cmd/testapp"},
+			"FROM scratch\nCOPY testapp /\nUSER 65532:65532\nENTRYPOINT [\"/testapp\"]\n"},
+	} {
+		bctx := filepath.Join(dir, img.name)
+		if err := os.MkdirAll(bctx, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		build := exec.CommandContext(ctx, "go", append([]string{"build", "-trimpath", "-o", bctx + "/"}, img.pkgs...)...)
+		build.Dir = root
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		runOut(ctx, t, build)
+		if err := os.WriteFile(filepath.Join(bctx, "Dockerfile"), []byte(img.dockerfile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		runOut(ctx, t, exec.CommandContext(ctx, "docker", "build", "-q", "-t", images[img.envVar], bctx))
+	}
+}
+
+// marker is a line testapp prints (cmd/testapp).
+type marker struct {
+	Event  string            `json:"event"`
+	PID    int               `json:"pid"`
+	UID    int               `json:"uid"`
+	Values map[string]string `json:"values"`
+}
+
+// waitMarker polls the app's log until a marker of the event satisfies ok.
+func waitMarker(ctx context.Context, t *testing.T, logs func() []byte, event string, ok func(marker) bool) marker {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var seen []marker
+		sc := bufio.NewScanner(bytes.NewReader(logs()))
+		for sc.Scan() {
+			_, rest, found := strings.Cut(sc.Text(), "TESTAPP ")
+			if !found {
+				continue
+			}
+			var m marker
+			if err := json.Unmarshal([]byte(rest), &m); err != nil {
+				t.Fatalf("bad marker line %q: %v", sc.Text(), err)
+			}
+			if m.Event == event && ok(m) {
+				return m
+			}
+			seen = append(seen, m)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q marker from the app within 90s; saw %+v", event, seen)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for a %q marker: %v", event, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func containerID(ctx context.Context, t *testing.T, compose func(context.Context, ...string) *exec.Cmd, service string) string {
+	t.Helper()
+	id := strings.TrimSpace(runOut(ctx, t, compose(ctx, "ps", "-a", "-q", service)))
+	if id == "" || strings.Contains(id, "\n") {
+		t.Fatalf("compose ps -q %s: want one container, got %q", service, id)
+	}
+	return id
+}
+
+func inspect(ctx context.Context, t *testing.T, id, format string) string {
+	t.Helper()
+	return strings.TrimSpace(runOut(ctx, t, exec.CommandContext(ctx, "docker", "inspect", "-f", format, id)))
+}
+
+func runOut(ctx context.Context, t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s%s", strings.Join(cmd.Args, " "), err, out, stderr.Bytes())
+	}
+	return string(out)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+var _ = fmt.Sprintf
