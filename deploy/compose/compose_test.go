@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,9 +133,9 @@ func TestComposeTask(t *testing.T) {
 		}
 	}
 	// The process itself, as the kernel sees it.
-	if out, err := exec.CommandContext(ctx, "docker", "top", agentID, "-o", "uid,comm").Output(); err != nil {
+	if out, err := exec.CommandContext(ctx, "docker", "top", agentID, "-o", "pid,uid,comm").Output(); err != nil {
 		t.Errorf("docker top agent: %v", err)
-	} else if fields := strings.Fields(lastLine(string(out))); len(fields) < 2 || fields[0] != "65532" || fields[1] != "agent" {
+	} else if fields := strings.Fields(lastLine(string(out))); len(fields) < 3 || fields[1] != "65532" || fields[2] != "agent" {
 		t.Errorf("docker top agent: want uid 65532 running agent, got\n%s", out)
 	}
 
@@ -291,5 +290,3 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
-
-var _ = fmt.Sprintf

@@ -1,6 +1,6 @@
 // Package awsfake is a wire-level stand-in for the AWS APIs the agent calls:
-// SSM and Secrets Manager over awsJson1_1, plus the ECS container credentials
-// endpoint. Real SDK clients talk to it over HTTP, so tests and benchmarks
+// SSM, Secrets Manager and ECS over awsJson1_1, plus the ECS container
+// credentials endpoint. Real SDK clients talk to it over HTTP, so tests and benchmarks
 // exercise the SDK's credential chain, SigV4 signing, retries and
 // (de)serialization exactly as in an ECS task.
 //
@@ -37,11 +37,12 @@ type Fake struct {
 	api, creds *httptest.Server
 	credPath   string
 
-	mu      sync.Mutex
-	regions map[string]*regionStore
-	deny    map[string]bool // op + "\x00" + resource
-	latency time.Duration
-	fault   func(op string) *APIError
+	mu        sync.Mutex
+	regions   map[string]*regionStore
+	deny      map[string]bool // op + "\x00" + resource
+	latency   time.Duration
+	opLatency map[string]time.Duration // SetECSLatency
+	fault     func(op string) *APIError
 
 	calls        map[string]int
 	log          []Call
@@ -53,8 +54,10 @@ type Fake struct {
 type Call struct {
 	Op             string
 	Region         string
-	Names          []string // GetParameters names, or the Name / SecretId
+	Names          []string // GetParameters names, or the Name / SecretId; ECS: the services, service or task definition
 	WithDecryption bool
+	Cluster        string // ECS: the cluster as sent
+	Force          bool   // UpdateService: forceNewDeployment
 	Time           time.Time
 }
 
@@ -68,8 +71,10 @@ type APIError struct {
 func (e *APIError) Error() string { return e.Code + ": " + e.Message }
 
 type regionStore struct {
-	params  map[string]*parameter
-	secrets map[string]*secret // by name
+	params   map[string]*parameter
+	secrets  map[string]*secret                // by name
+	taskDefs map[string][]*ecsTaskDef          // by family; revision n at n-1
+	clusters map[string]map[string]*ecsService // cluster name → service name →
 }
 
 // New starts the AWS endpoint and the credentials endpoint. Call Close when
@@ -83,6 +88,7 @@ func New() *Fake {
 		credPath:        "/v2/credentials/" + newUUID(),
 		regions:         map[string]*regionStore{},
 		deny:            map[string]bool{},
+		opLatency:       map[string]time.Duration{},
 		calls:           map[string]int{},
 	}
 	f.api = httptest.NewServer(http.HandlerFunc(f.serveAPI))
@@ -111,8 +117,10 @@ func (f *Fake) Env(region string) []string {
 }
 
 // DenyAccess makes requests for op on resource fail with
-// AccessDeniedException. resource is a parameter name or ARN, or a secret
-// name or ARN.
+// AccessDeniedException. resource is a parameter name or ARN, a secret
+// name or ARN, an ECS service name or ARN (DescribeServices,
+// UpdateService), or a task definition as asked for or its ARN
+// (DescribeTaskDefinition).
 func (f *Fake) DenyAccess(op, resource string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -193,7 +201,8 @@ func (f *Fake) ResetCounts() {
 func (f *Fake) store(region string) *regionStore {
 	rs := f.regions[region]
 	if rs == nil {
-		rs = &regionStore{params: map[string]*parameter{}, secrets: map[string]*secret{}}
+		rs = &regionStore{params: map[string]*parameter{}, secrets: map[string]*secret{},
+			taskDefs: map[string][]*ecsTaskDef{}, clusters: map[string]map[string]*ecsService{}}
 		f.regions[region] = rs
 	}
 	return rs
@@ -230,6 +239,14 @@ func (f *Fake) route(target string) (service string, h handler) {
 		}
 	case "AmazonEC2ContainerServiceV20141113":
 		service = "ecs"
+		switch op {
+		case "DescribeServices":
+			h = f.describeServices
+		case "DescribeTaskDefinition":
+			h = f.describeTaskDefinition
+		case "UpdateService":
+			h = f.updateService
+		}
 	}
 	return service, h
 }
@@ -253,22 +270,31 @@ func (f *Fake) serveAPI(w http.ResponseWriter, r *http.Request) {
 		Name           *string
 		SecretId       *string
 		WithDecryption bool
+		// ECS (camelCase on the wire; encoding/json matches either case)
+		Cluster            string
+		Services           []string
+		Service            *string
+		TaskDefinition     *string
+		ForceNewDeployment bool
 	}
 	if json.Unmarshal(body, &names) == nil {
 		c.Names = names.Names
 		c.WithDecryption = names.WithDecryption
-		if names.Name != nil {
-			c.Names = []string{*names.Name}
+		c.Cluster, c.Force = names.Cluster, names.ForceNewDeployment
+		for _, one := range []*string{names.Name, names.SecretId, names.TaskDefinition, names.Service} {
+			if one != nil {
+				c.Names = []string{*one}
+			}
 		}
-		if names.SecretId != nil {
-			c.Names = []string{*names.SecretId}
+		if names.Services != nil {
+			c.Names = names.Services
 		}
 	}
 
 	f.mu.Lock()
 	f.calls[op]++
 	f.log = append(f.log, c)
-	latency, fault := f.latency, f.fault
+	latency, fault := f.latency+f.opLatency[op], f.fault
 	f.mu.Unlock()
 
 	if latency > 0 {

@@ -101,14 +101,18 @@ func (l *Loop) Start(ctx context.Context) error {
 }
 
 func (l *Loop) firstRender(ctx context.Context) error {
-	out, err := l.src.Fetch(ctx, requests(l.settings))
+	reqs := requests(l.settings)
+	out, err := l.src.Fetch(ctx, reqs)
 	l.account(out, err)
 	if err != nil {
 		return fmt.Errorf("%d secrets could not be resolved", len(fetch.Errors(err)))
 	}
 	l.have = out.Values
-	_, err = l.render("change")
-	return err
+	if _, err = l.render("change"); err != nil {
+		return err
+	}
+	l.track(reqs, nil) // every secret fresh, and its series exported from the start
+	return nil
 }
 
 // Events are the loop's triggers besides its timer.
