@@ -1,0 +1,316 @@
+// Package taskdefs checks the example task definitions and IAM policies under
+// deploy/: they register as written (strict JSON of the ECS API's shape), the
+// containers fit together, Fargate examples use only what Fargate runs, and the
+// agent's command and AGENT_CONFIG pass the agent's own `agent check`.
+package taskdefs
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+)
+
+// What a user replaces (deploy/README.md), and what the test puts there.
+var placeholders = strings.NewReplacer(
+	"ACCOUNT_ID", "111122223333",
+	"REGION", "us-east-1",
+	"YOUR_REGISTRY", "111122223333.dkr.ecr.us-east-1.amazonaws.com",
+	"VERSION", "1.0.0",
+	"KMS_KEY_ID", "1234abcd-12ab-34cd-56ef-1234567890ab",
+)
+
+const agentImage = "111122223333.dkr.ecr.us-east-1.amazonaws.com/ecs-secrets-agent:1.0.0"
+
+func TestTaskDefinitions(t *testing.T) {
+	files, err := filepath.Glob("*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no task definitions here: %v", err)
+	}
+	agent := buildAgent(t)
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(file, ".json"), func(t *testing.T) {
+			raw, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := []byte(placeholders.Replace(string(raw)))
+			td := decodeStrict(t, data)
+			checkKeyCase(t, data)
+			checkContainers(t, td)
+			if slices.Contains(td.RequiresCompatibilities, types.CompatibilityFargate) {
+				checkFargate(t, td)
+			}
+			checkAgentCommands(t, agent, td)
+		})
+	}
+}
+
+// decodeStrict decodes like `aws ecs register-task-definition --cli-input-json`:
+// an unknown field fails. encoding/json matches the SDK's field names
+// case-insensitively, so checkKeyCase checks the case.
+func decodeStrict(t *testing.T, data []byte) *ecs.RegisterTaskDefinitionInput {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var td ecs.RegisterTaskDefinitionInput
+	if err := dec.Decode(&td); err != nil {
+		t.Fatalf("not a RegisterTaskDefinition input: %v", err)
+	}
+	if dec.More() {
+		t.Fatal("trailing data after the task definition")
+	}
+	if td.Family == nil || *td.Family == "" {
+		t.Error("family is required")
+	}
+	if len(td.ContainerDefinitions) == 0 {
+		t.Error("containerDefinitions is required")
+	}
+	return &td
+}
+
+// checkKeyCase walks the JSON beside the SDK type: every object key must be
+// the camelCase of a field (the CLI and the API are case-sensitive). Maps
+// (dockerLabels, options, driverOpts) have free keys.
+func checkKeyCase(t *testing.T, data []byte) {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(path string, v any, typ reflect.Type)
+	walk = func(path string, v any, typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer {
+			typ = typ.Elem()
+		}
+		switch v := v.(type) {
+		case map[string]any:
+			if typ.Kind() != reflect.Struct {
+				return
+			}
+			for k, child := range v {
+				f, ok := typ.FieldByNameFunc(func(n string) bool { return strings.EqualFold(n, k) })
+				if !ok {
+					t.Errorf("%s.%s: no such field in %s", path, k, typ)
+					continue
+				}
+				if want := strings.ToLower(f.Name[:1]) + f.Name[1:]; k != want {
+					t.Errorf("%s.%s: spell it %q", path, k, want)
+				}
+				walk(path+"."+k, child, f.Type)
+			}
+		case []any:
+			if typ.Kind() == reflect.Slice {
+				for i, child := range v {
+					walk(fmt.Sprintf("%s[%d]", path, i), child, typ.Elem())
+				}
+			}
+		}
+	}
+	walk("$", v, reflect.TypeFor[ecs.RegisterTaskDefinitionInput]())
+}
+
+func checkContainers(t *testing.T, td *ecs.RegisterTaskDefinitionInput) {
+	t.Helper()
+	names := map[string]types.ContainerDefinition{}
+	for _, c := range td.ContainerDefinitions {
+		if c.Name == nil || c.Image == nil {
+			t.Errorf("a container without name or image: %+v", c)
+			continue
+		}
+		if _, dup := names[*c.Name]; dup {
+			t.Errorf("container %q defined twice", *c.Name)
+		}
+		names[*c.Name] = c
+	}
+	volumes := map[string]bool{}
+	for _, v := range td.Volumes {
+		volumes[deref(v.Name)] = true
+	}
+	essential := 0
+	for _, c := range td.ContainerDefinitions {
+		name := deref(c.Name)
+		if c.Essential == nil || *c.Essential {
+			essential++
+		}
+		for _, d := range c.DependsOn {
+			target, ok := names[deref(d.ContainerName)]
+			switch {
+			case !ok:
+				t.Errorf("%s dependsOn %q: no such container", name, deref(d.ContainerName))
+			case d.Condition == types.ContainerConditionSuccess || d.Condition == types.ContainerConditionComplete:
+				// An init container: it must be allowed to exit.
+				if target.Essential == nil || *target.Essential {
+					t.Errorf("%s waits for %s to %s, so %s must be \"essential\": false", name, *target.Name, d.Condition, *target.Name)
+				}
+			case d.Condition == types.ContainerConditionHealthy:
+				if target.HealthCheck == nil {
+					t.Errorf("%s waits for %s to be HEALTHY, but %s has no healthCheck", name, *target.Name, *target.Name)
+				}
+			}
+		}
+		for _, m := range c.MountPoints {
+			if !volumes[deref(m.SourceVolume)] {
+				t.Errorf("%s mounts volume %q: not in volumes", name, deref(m.SourceVolume))
+			}
+		}
+		if isAgent(c) {
+			if c.HealthCheck != nil && !slices.Equal(c.HealthCheck.Command, []string{"CMD", "/agent", "health"}) {
+				t.Errorf("%s: healthCheck %q, want [CMD /agent health] (the image has no shell)", name, c.HealthCheck.Command)
+			}
+			if c.ReadonlyRootFilesystem == nil || !*c.ReadonlyRootFilesystem {
+				t.Errorf("%s: the agent writes only to its volume: set \"readonlyRootFilesystem\": true", name)
+			}
+		}
+	}
+	if essential == 0 {
+		t.Error("no essential container")
+	}
+}
+
+// checkFargate rejects what Fargate does not run.
+func checkFargate(t *testing.T, td *ecs.RegisterTaskDefinitionInput) {
+	t.Helper()
+	if td.NetworkMode != types.NetworkModeAwsvpc {
+		t.Errorf("Fargate needs \"networkMode\": \"awsvpc\", got %q", td.NetworkMode)
+	}
+	if td.PidMode != "" && td.PidMode != types.PidModeTask {
+		t.Errorf("Fargate supports only \"pidMode\": \"task\", got %q", td.PidMode)
+	}
+	if td.IpcMode != "" {
+		t.Errorf("Fargate has no ipcMode, got %q", td.IpcMode)
+	}
+	if td.Cpu == nil || td.Memory == nil {
+		t.Error("Fargate needs task-level cpu and memory")
+	}
+	for _, v := range td.Volumes {
+		if v.DockerVolumeConfiguration != nil {
+			t.Errorf("volume %s: dockerVolumeConfiguration is EC2-only", deref(v.Name))
+		}
+		if v.Host != nil && v.Host.SourcePath != nil {
+			t.Errorf("volume %s: host.sourcePath is EC2-only", deref(v.Name))
+		}
+	}
+	for _, c := range td.ContainerDefinitions {
+		if c.Privileged != nil && *c.Privileged {
+			t.Errorf("%s: privileged is EC2-only", deref(c.Name))
+		}
+		if len(c.Links) > 0 {
+			t.Errorf("%s: links need bridge mode", deref(c.Name))
+		}
+	}
+}
+
+// checkAgentCommands runs `agent check` with each agent container's flags and
+// AGENT_CONFIG: a wrong flag or an invalid configuration fails here.
+func checkAgentCommands(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput) {
+	t.Helper()
+	n := 0
+	for _, c := range td.ContainerDefinitions {
+		if !isAgent(c) {
+			continue
+		}
+		n++
+		name := deref(c.Name)
+		if len(c.Command) == 0 {
+			t.Errorf("%s: no command (init or run)", name)
+			continue
+		}
+		switch c.Command[0] {
+		case "init", "run":
+		default:
+			t.Errorf("%s: command %q: want init or run (the other commands are not built yet)", name, c.Command[0])
+			continue
+		}
+		cmd := exec.Command(agent, append([]string{"check"}, c.Command[1:]...)...)
+		cmd.Env = []string{} // only what the container sets
+		for _, e := range c.Environment {
+			cmd.Env = append(cmd.Env, deref(e.Name)+"="+deref(e.Value))
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s: agent check %q with its environment: %v\n%s", name, c.Command[1:], err, out)
+		}
+	}
+	if n == 0 {
+		t.Errorf("no agent container (image %s)", agentImage)
+	}
+}
+
+func TestIAMPolicies(t *testing.T) {
+	files, err := filepath.Glob("../iam/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no policies in deploy/iam: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			raw, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			var p struct {
+				Version   string
+				Statement []struct {
+					Sid       string
+					Effect    string
+					Principal map[string]any
+					Action    any
+					Resource  any
+					Condition map[string]map[string]any
+				}
+			}
+			if err := dec.Decode(&p); err != nil {
+				t.Fatalf("not an IAM policy: %v", err)
+			}
+			if p.Version != "2012-10-17" {
+				t.Errorf("Version %q, want \"2012-10-17\"", p.Version)
+			}
+			if len(p.Statement) == 0 {
+				t.Error("no Statement")
+			}
+			for i, s := range p.Statement {
+				if s.Effect != "Allow" && s.Effect != "Deny" {
+					t.Errorf("Statement[%d].Effect %q", i, s.Effect)
+				}
+				if s.Action == nil {
+					t.Errorf("Statement[%d]: no Action", i)
+				}
+				if s.Resource == nil && s.Principal == nil {
+					t.Errorf("Statement[%d]: no Resource (or Principal, in a trust policy)", i)
+				}
+			}
+		})
+	}
+}
+
+func isAgent(c types.ContainerDefinition) bool {
+	return deref(c.Image) == agentImage
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// buildAgent builds cmd/agent once for `agent check`.
+func buildAgent(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "agent")
+	cmd := exec.Command("go", "build", "-o", bin, "../../cmd/agent")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/agent: %v\n%s", err, out)
+	}
+	return bin
+}
