@@ -51,6 +51,7 @@ commands:
   exec      resolve every secret into the environment of a command and run it:
             agent exec [flags] -- COMMAND [ARGS...]
   install   copy this binary to DIR/agent, for exec from another container
+  policy    print the least-privilege IAM policy for the configuration
   check     validate the configuration only; no AWS call
   version   print the version
 
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runSidecar(ctx, args, getenv, stderr)
 	case "exec":
 		return runExec(ctx, args, getenv, stderr)
+	case "policy":
+		return runPolicy(args, getenv, stdout, stderr)
 	case "install":
 		return runInstall(args, stdout, stderr)
 	case "health":
