@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/action"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 )
 
@@ -164,12 +166,38 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q is not json or text", format)
 }
 
+// runCheck validates a configuration as the command it is for would, with
+// the same flags, and makes no AWS call.
 func runCheck(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs, c := newFlagSet("check", stderr)
-	s, _, err := c.parse(fs, args, getenv, stderr)
+	fs.StringVar(&c.Interval, "interval", "", "as for run and exec")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "as for run")
+	forCmd := fs.String("for", "run", "the `COMMAND` the configuration is for: init, run or exec (which onChange actions it allows)")
+	s, log, err := c.parse(fs, args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "configuration ok: %d secrets, output directory %s\n", len(s.Secrets), s.OutputDir)
+	var opts action.Options
+	switch *forCmd {
+	case "init":
+	case "run":
+	case "exec":
+		opts.Child = noChild{}
+	default:
+		return usageErr(stderr, "check: --for %q is not init, run or exec", *forCmd)
+	}
+	if *forCmd != "init" {
+		if _, err := action.New(s.OnChange, opts); err != nil {
+			log.Error("invalid configuration: " + err.Error())
+			return &exitError{code: exitUsage, msg: err.Error()}
+		}
+	}
+	fmt.Fprintf(stdout, "configuration ok for %s: %d secrets, output directory %s\n", *forCmd, len(s.Secrets), s.OutputDir)
 	return nil
 }
+
+// noChild stands in for exec's child when only checking a configuration.
+type noChild struct{}
+
+func (noChild) Signal(os.Signal) error                       { return nil }
+func (noChild) Restart(context.Context, time.Duration) error { return nil }

@@ -3,7 +3,7 @@
 // and secrets, and serves the ECS container credentials endpoint on loopback,
 // so the agent finds credentials exactly as it does in a task.
 //
-//	devaws [-demo-config FILE] [-- COMMAND ARGS...]
+//	devaws [-demo-config FILE] [-listen ADDR] [-creds-listen ADDR] [-token T] [-- COMMAND ARGS...]
 //
 // With a command, devaws runs it with the environment of a task pointed at the
 // emulator and exits with its exit code. Without one, it prints that
@@ -21,6 +21,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -52,17 +54,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	fs := flag.NewFlagSet("devaws", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	demoConfig := fs.String("demo-config", "", "write an agent config for the seeded secrets to `FILE`")
+	listen := fs.String("listen", "", "also serve the AWS endpoint on `ADDR` (e.g. 0.0.0.0:4566, for other containers); default: a random loopback port only")
+	credsListen := fs.String("creds-listen", "127.0.0.1:0", "serve the ECS credentials endpoint on `ADDR` (the SDK accepts only loopback hosts)")
+	token := fs.String("token", "", "the credentials endpoint's authorization `TOKEN` (default: random)")
 	if err := fs.Parse(args); err != nil {
 		return 2, nil
 	}
 
 	emu := kumo.NewServer()
 	defer emu.Close()
-	creds, err := serveCredentials()
+	creds, err := serveCredentials(*credsListen, *token)
 	if err != nil {
 		return 1, err
 	}
 	defer creds.close()
+	endpoint := emu.URL
+	if *listen != "" {
+		// kumo's own server listens on a random loopback port only; proxy
+		// a fixed address to it so other containers can reach it.
+		if endpoint, err = serveProxy(*listen, emu.URL); err != nil {
+			return 1, err
+		}
+	}
 
 	arns, err := seed(ctx, emu.URL)
 	if err != nil {
@@ -74,7 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 		}
 	}
 	env := []string{
-		"AWS_ENDPOINT_URL=" + emu.URL,
+		"AWS_ENDPOINT_URL=" + endpoint,
 		"AWS_REGION=" + region,
 		"AWS_CONTAINER_CREDENTIALS_FULL_URI=" + creds.url,
 		"AWS_CONTAINER_AUTHORIZATION_TOKEN=" + creds.token,
@@ -109,14 +122,34 @@ type credsServer struct {
 
 func (c *credsServer) close() { _ = c.srv.Close() }
 
-// serveCredentials serves the ECS container credentials endpoint. The keys are
-// random: kumo does not check signatures, and the agent must not care.
-func serveCredentials() (*credsServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// serveProxy serves a reverse proxy to target on addr and returns the URL
+// to use from this host.
+func serveProxy(addr, target string) (string, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: httputil.NewSingleHostReverseProxy(u), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return "http://127.0.0.1:" + port, nil
+}
+
+// serveCredentials serves the ECS container credentials endpoint on addr. The
+// keys are random: kumo does not check signatures, and the agent must not care.
+func serveCredentials(addr, token string) (*credsServer, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	c := &credsServer{token: randomHex(16)}
+	if token == "" {
+		token = randomHex(16)
+	}
+	c := &credsServer{token: token}
 	c.url = "http://" + ln.Addr().String() + "/v2/credentials/devaws"
 	key, secretKey, session := "ASIA"+randomHex(8), randomHex(20), randomHex(32)
 	c.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
