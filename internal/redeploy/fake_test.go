@@ -2,6 +2,7 @@ package redeploy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -195,11 +196,13 @@ func (f *fakeSSM) get(name string) (lockValue, bool) {
 	f.mu.Lock()
 	p, ok := f.params[name]
 	f.mu.Unlock()
-	l := lock{raw: p.value}
+	var v lockValue
 	if ok {
-		_ = jsonUnmarshal(p.value, &l.val)
+		if err := json.Unmarshal([]byte(p.value), &v); err != nil {
+			f.t.Errorf("lock %s: value %q: %v", name, p.value, err)
+		}
 	}
-	return l.val, ok
+	return v, ok
 }
 
 type fakeECS struct {
@@ -210,6 +213,8 @@ type fakeECS struct {
 	calls            calls
 
 	noUpdate bool // fail the test on UpdateService
+	// slowFirstDescribe, if set, is the latency of the first DescribeServices.
+	slowFirstDescribe time.Duration
 	// failUpdates answers this many UpdateService calls with an error.
 	failUpdates int
 	// onUpdate, if set, runs when a deployment was created, before the
@@ -232,7 +237,11 @@ func (f *fakeECS) DescribeServices(ctx context.Context, in *ecs.DescribeServices
 	if aws.ToString(in.Cluster) != f.cluster || len(in.Services) != 1 || in.Services[0] != f.service {
 		f.t.Errorf("DescribeServices(cluster %q, services %q): want cluster %q, services [%q]", aws.ToString(in.Cluster), in.Services, f.cluster, f.service)
 	}
-	if err := wait(ctx, f.describeLatency); err != nil {
+	latency := f.describeLatency
+	if f.calls.n("DescribeServices") == 1 && f.slowFirstDescribe > 0 {
+		latency = f.slowFirstDescribe
+	}
+	if err := wait(ctx, latency); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()

@@ -247,12 +247,12 @@ func (r *Redeployer) Redeploy(ctx context.Context, change Change) (Outcome, erro
 			log.Debug("another task redeployed", "lock", name, "holder", l.val.Owner, "deployment_id", l.val.Deployment)
 			return LostElection, nil
 		case age >= r.takeover:
-			log.Warn("lock holder did not finish; taking over", "lock", name, "holder", l.val.Owner, "lock_age", age.Round(time.Millisecond).String())
+			log.Warn("lock holder did not finish; trying the next generation", "lock", name, "holder", l.val.Owner, "lock_age", age.Round(time.Millisecond).String())
 			gen++
 		default:
 			jitter := time.Duration(r.rand() * float64(r.takeover/4))
 			if err := sleep(ctx, r.takeover-age+jitter); err != nil {
-				return "", err
+				return "", fmt.Errorf("redeploy: waiting on lock %s held by %s: %w", name, l.val.Owner, err)
 			}
 		}
 	}
