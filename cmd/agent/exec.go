@@ -89,9 +89,13 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 	}
 	app := &appChild{settings: s}
 	fetcher := &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: region}
-	loop, err := refresh.New(refresh.Options{
+	var loop *refresh.Loop
+	redeployer := redeployBuilder(startCtx, cfg, region, getenv, func() *refresh.Loop { return loop }, log)
+	loop, err = refresh.New(refresh.Options{
 		Source: fetcher, Settings: s, Status: status.New(s.MaxStale, time.Now), Log: log, Rand: rand.Float64,
-		Actions: func(a []config.Action) ([]action.Action, error) { return action.New(a, action.Options{Child: app}) },
+		Actions: func(a []config.Action) ([]action.Action, error) {
+			return action.New(a, action.Options{Child: app, Redeploy: redeployer})
+		},
 	})
 	if err != nil {
 		log.Error("invalid configuration: " + err.Error())

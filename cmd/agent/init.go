@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/plan"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/render"
-	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/taskmeta"
 )
 
 func runInit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -80,9 +78,8 @@ func resolve(ctx context.Context, s *config.Settings, getenv func(string) string
 	return out.Values, nil
 }
 
-// taskRegion is the region for bare Parameter Store names: AWS_REGION,
-// AWS_DEFAULT_REGION, else the task ARN's region from the task metadata
-// endpoint. It is needed only when some reference is a bare name.
+// taskRegion is the region for bare Parameter Store names (see
+// taskRegionOf), needed only when some reference is a bare name.
 func taskRegion(ctx context.Context, s *config.Settings, getenv func(string) string) (string, error) {
 	needed := false
 	for _, sec := range s.Secrets {
@@ -91,19 +88,11 @@ func taskRegion(ctx context.Context, s *config.Settings, getenv func(string) str
 	if !needed {
 		return "", nil
 	}
-	for _, v := range []string{"AWS_REGION", "AWS_DEFAULT_REGION"} {
-		if r := getenv(v); r != "" {
-			return r, nil
-		}
+	r, err := taskRegionOf(ctx, getenv)
+	if err != nil {
+		return "", fmt.Errorf("no region for Parameter Store names: set AWS_REGION, run in an ECS task, or use full ARNs (%v)", err)
 	}
-	t, err := taskmeta.Get(ctx, getenv, &http.Client{Timeout: 5 * time.Second})
-	if err == nil {
-		var r string
-		if r, err = t.Region(); err == nil {
-			return r, nil
-		}
-	}
-	return "", fmt.Errorf("no region for Parameter Store names: set AWS_REGION, run in an ECS task, or use full ARNs (%v)", err)
+	return r, nil
 }
 
 // write renders every file in memory, then writes them; it returns how many

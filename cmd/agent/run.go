@@ -54,6 +54,8 @@ commands:
             agent exec [flags] -- COMMAND [ARGS...]
   install   copy this binary to DIR/agent, for exec from another container
   policy    print the least-privilege IAM policy for the configuration
+  watch     redeploy ECS services whose task-definition secrets rotated:
+            agent watch --cluster C --service S [--service S2 ...]
   check     validate the configuration only; no AWS call
   version   print the version
 
@@ -73,6 +75,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runSidecar(ctx, args, getenv, stderr)
 	case "exec":
 		return runExec(ctx, args, getenv, stderr)
+	case "watch":
+		return runWatch(ctx, args, getenv, stderr)
 	case "policy":
 		return runPolicy(args, getenv, stdout, stderr)
 	case "install":
@@ -177,7 +181,7 @@ func runCheck(args []string, getenv func(string) string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	var opts action.Options
+	opts := action.Options{Redeploy: checkRedeploy}
 	switch *forCmd {
 	case "init":
 	case "run":
@@ -195,6 +199,10 @@ func runCheck(args []string, getenv func(string) string, stdout, stderr io.Write
 	fmt.Fprintf(stdout, "configuration ok for %s: %d secrets, output directory %s\n", *forCmd, len(s.Secrets), s.OutputDir)
 	return nil
 }
+
+// checkRedeploy accepts any redeploy action when only checking a
+// configuration: the real one needs the task's metadata.
+func checkRedeploy(config.RedeployAction) (action.Action, error) { return nil, nil }
 
 // noChild stands in for exec's child when only checking a configuration.
 type noChild struct{}

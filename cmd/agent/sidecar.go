@@ -40,7 +40,9 @@ func runSidecar(ctx context.Context, args []string, getenv func(string) string, 
 	if s.MetricsAddr == "" {
 		s.MetricsAddr = DefaultMetricsAddr
 	}
-	if _, err := action.New(s.OnChange, action.Options{}); err != nil {
+	// The configuration's actions as this command allows them, before any
+	// AWS call (redeploy's clients are made later).
+	if _, err := action.New(s.OnChange, action.Options{Redeploy: checkRedeploy}); err != nil {
 		log.Error("invalid configuration: " + err.Error())
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
@@ -76,9 +78,13 @@ func runSidecar(ctx context.Context, args []string, getenv func(string) string, 
 		log.Error(err.Error())
 		return &exitError{code: exitFailed, msg: err.Error()}
 	}
-	newActions := func(a []config.Action) ([]action.Action, error) { return action.New(a, action.Options{}) }
+	var loop *refresh.Loop
+	redeployer := redeployBuilder(startCtx, cfg, region, getenv, func() *refresh.Loop { return loop }, log)
+	newActions := func(a []config.Action) ([]action.Action, error) {
+		return action.New(a, action.Options{Redeploy: redeployer})
+	}
 	fetcher := &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: region}
-	loop, err := refresh.New(refresh.Options{
+	loop, err = refresh.New(refresh.Options{
 		Source:   fetcher,
 		Settings: s, Metrics: m, Status: st, Log: log, Rand: rand.Float64, Actions: newActions,
 	})

@@ -26,6 +26,11 @@ type Options struct {
 	HTTPClient *http.Client // default: a client with no global state
 	SelfPID    int          // default os.Getpid(); never signalled
 
+	// Redeploy builds the redeploy action in run and exec mode (it needs
+	// the task's metadata and AWS clients, which the caller has); nil means
+	// redeploy is not available.
+	Redeploy func(config.RedeployAction) (Action, error)
+
 	// Child is the app in exec mode; nil elsewhere. With it, "restart" and
 	// a signal with no process or pidFile (meaning the child) are allowed.
 	Child Child
@@ -67,8 +72,13 @@ func New(cfgs []config.Action, opts Options) ([]Action, error) {
 			a, err = newSignal(field, *c.Signal, opts)
 		case c.HTTP != nil:
 			a, err = newHTTP(field, *c.HTTP, client)
+		case c.Redeploy != nil && opts.Redeploy != nil:
+			a, err = opts.Redeploy(*c.Redeploy)
+			if err != nil {
+				err = fmt.Errorf("%s.redeploy: %w", field, err)
+			}
 		case c.Redeploy != nil:
-			err = fmt.Errorf("%s: redeploy is not available in agent run yet", field)
+			err = fmt.Errorf("%s: redeploy is not available here (agent run and agent exec run it)", field)
 		case c.Restart != nil && opts.Child != nil:
 			a, err = newRestart(field, *c.Restart, opts.Child)
 		case c.Restart != nil:

@@ -19,7 +19,7 @@ func TestNewRejects(t *testing.T) {
 		cfg  config.Action
 		want string
 	}{
-		{"redeploy", config.Action{Redeploy: &config.RedeployAction{}}, "onChange[2]: redeploy is not available in agent run yet"},
+		{"redeploy", config.Action{Redeploy: &config.RedeployAction{}}, "onChange[2]: redeploy is not available here (agent run and agent exec run it)"},
 		{"restart", config.Action{Restart: &config.RestartAction{GracePeriod: "10s"}}, "onChange[2]: restart needs agent exec (it restarts the app the agent runs)"},
 		{"empty", config.Action{}, "onChange[2]: no action set: want one of signal, http"},
 		{"signal without target", config.Action{Signal: &config.SignalAction{}}, "onChange[2].signal: set process or pidFile (signalling the child needs exec mode)"},
