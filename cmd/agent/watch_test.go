@@ -24,7 +24,7 @@ func taskDef(f *fixture, family string, refs ...string) string {
 		secrets = append(secrets, ecstypes.Secret{Name: aws.String(fmt.Sprintf("S%d", i)), ValueFrom: aws.String(r)})
 	}
 	return f.fake.RegisterTaskDefinition(region, &ecs.RegisterTaskDefinitionInput{
-		Family: aws.String(family),
+		Family:               aws.String(family),
 		ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("app"), Image: aws.String("app"), Secrets: secrets}},
 	})
 }
