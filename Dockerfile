@@ -5,8 +5,8 @@
 # Offline, from a binary built on the host (no image to pull):
 #   make image
 # `make image` builds only the final stage below, its COPY lines taking the files
-# from a build context laid out like the build stage's output (rootfs/, rootfs-run/)
-# instead of from the build stage, so both ways produce the same image.
+# from a build context laid out like the build stage's output (rootfs/, rootfs-run/,
+# rootfs-shared/) instead of from the build stage, so both ways produce the same image.
 
 ARG GO_IMAGE=golang:1.26.8-bookworm
 
@@ -18,7 +18,7 @@ RUN go mod download
 COPY cmd/ cmd/
 COPY internal/ internal/
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /rootfs/agent ./cmd/agent \
- && mkdir -p /rootfs/etc/ssl/certs /rootfs-run/secrets \
+ && mkdir -p /rootfs/etc/ssl/certs /rootfs-run/secrets /rootfs-shared \
  && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/
 
 FROM scratch AS image
@@ -28,6 +28,9 @@ COPY --from=build /rootfs/ /
 # An empty /run/secrets owned by the agent's user: Fargate and Docker copy a mount
 # point's owner from the image into an empty volume, so the agent can write there.
 COPY --chown=65532:65532 --from=build /rootfs-run/ /run/
+# The same for /shared, where `agent install /shared` puts the binary for the exec
+# wrapper (deploy/taskdefs/exec.json): an empty volume mounted there is writable.
+COPY --chown=65532:65532 --from=build /rootfs-shared/ /shared/
 LABEL org.opencontainers.image.title="ecs-secrets-agent" \
       org.opencontainers.image.description="Resolves ECS valueFrom references with the task role and writes the secrets into a shared volume" \
       org.opencontainers.image.source="https://github.com/ecs-secrets-agent/ecs-secrets-agent" \

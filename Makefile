@@ -19,10 +19,10 @@ agent:
 
 # The image from a binary built on the host: the Dockerfile's final stage only,
 # with "--from=build /" turned into "./", over a context holding what the build
-# stage would have made (rootfs/ and rootfs-run/).
+# stage would have made (rootfs/, rootfs-run/ and rootfs-shared/).
 image: agent
 	rm -rf $(CONTEXT)
-	mkdir -p $(CONTEXT)/rootfs/etc/ssl/certs $(CONTEXT)/rootfs-run/secrets
+	mkdir -p $(CONTEXT)/rootfs/etc/ssl/certs $(CONTEXT)/rootfs-run/secrets $(CONTEXT)/rootfs-shared
 	cp bin/agent-static $(CONTEXT)/rootfs/agent
 	cp $(CA_CERTS) $(CONTEXT)/rootfs/etc/ssl/certs/ca-certificates.crt
 	sed -n '/^FROM scratch AS image/,$$p' Dockerfile | sed 's|--from=build /|./|' > $(CONTEXT)/Dockerfile

@@ -1,7 +1,9 @@
 // Package taskdefs checks the example task definitions and IAM policies under
 // deploy/: they register as written (strict JSON of the ECS API's shape), the
-// containers fit together, Fargate examples use only what Fargate runs, and the
-// agent's command and AGENT_CONFIG pass the agent's own `agent check`.
+// containers fit together, Fargate examples use only what Fargate runs, every
+// agent invocation's flags and AGENT_CONFIG pass the agent's own
+// `agent check --for init|run|exec`, and an app run through `agent exec` runs
+// the agent an installer container put into its volume.
 package taskdefs
 
 import (
@@ -10,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -210,39 +213,147 @@ func checkFargate(t *testing.T, td *ecs.RegisterTaskDefinitionInput) {
 	}
 }
 
-// checkAgentCommands runs `agent check` with each agent container's flags and
-// AGENT_CONFIG: a wrong flag or an invalid configuration fails here.
+// checkAgentCommands runs `agent check --for COMMAND` with each agent
+// invocation's flags and its container's environment: a wrong flag, an
+// invalid configuration or an onChange action the command cannot run fails
+// here. An invocation is an agent-image container's command (the image's
+// ENTRYPOINT is /agent), or an app container whose entryPoint starts with an
+// installed agent and "exec".
 func checkAgentCommands(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput) {
 	t.Helper()
 	n := 0
 	for _, c := range td.ContainerDefinitions {
-		if !isAgent(c) {
+		name := deref(c.Name)
+		var argv []string
+		switch {
+		case isAgent(c):
+			if len(c.EntryPoint) > 0 {
+				t.Errorf("%s: entryPoint %q: keep the image's (/agent) and give the subcommand in command", name, c.EntryPoint)
+				continue
+			}
+			argv = append([]string{"/agent"}, c.Command...)
+		case isExecWrapped(c):
+			argv = append(slices.Clone(c.EntryPoint), c.Command...)
+		default:
 			continue
 		}
 		n++
-		name := deref(c.Name)
-		if len(c.Command) == 0 {
-			t.Errorf("%s: no command (init or run)", name)
+		if len(argv) < 2 {
+			t.Errorf("%s: no agent command (init, run or install)", name)
 			continue
 		}
-		switch c.Command[0] {
-		case "init", "run":
+		sub, flags := argv[1], argv[2:]
+		switch {
+		case sub == "install" && isAgent(c):
+			checkInstall(t, c, flags)
+			continue
+		case sub == "exec" && !isAgent(c):
+			sep := slices.Index(flags, "--")
+			if sep < 0 || sep == len(flags)-1 {
+				t.Errorf("%s: %q: want %s exec [flags] -- COMMAND [ARGS...]: the app's command after --", name, argv, argv[0])
+				continue
+			}
+			flags = flags[:sep] // the rest is the app's command, not the agent's
+			checkExecInstalled(t, td, c, argv[0])
+		case (sub == "init" || sub == "run") && isAgent(c):
 		default:
-			t.Errorf("%s: command %q: want init or run (the other commands are not built yet)", name, c.Command[0])
+			t.Errorf("%s: agent command %q: want init, run or install in the agent image, or exec as an app's entryPoint", name, sub)
 			continue
 		}
-		cmd := exec.Command(agent, append([]string{"check"}, c.Command[1:]...)...)
+		cmd := exec.Command(agent, append([]string{"check", "--for", sub}, flags...)...)
 		cmd.Env = []string{} // only what the container sets
 		for _, e := range c.Environment {
 			cmd.Env = append(cmd.Env, deref(e.Name)+"="+deref(e.Value))
 		}
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("%s: agent check %q with its environment: %v\n%s", name, c.Command[1:], err, out)
+			t.Errorf("%s: agent check --for %s %q with its environment: %v\n%s", name, sub, flags, err, out)
 		}
 	}
 	if n == 0 {
-		t.Errorf("no agent container (image %s)", agentImage)
+		t.Errorf("no agent container (image %s) and no app run by an installed agent", agentImage)
 	}
+}
+
+// checkInstall checks `agent install DIR`: one directory, in a volume the
+// container can write.
+func checkInstall(t *testing.T, c types.ContainerDefinition, args []string) {
+	t.Helper()
+	name := deref(c.Name)
+	if len(args) != 1 || !path.IsAbs(args[0]) {
+		t.Errorf("%s: install %q: want one absolute directory", name, args)
+		return
+	}
+	m, _, ok := mountOf(c, args[0])
+	switch {
+	case !ok:
+		t.Errorf("%s: install %s: not in a mounted volume, so no other container sees the agent", name, args[0])
+	case m.ReadOnly != nil && *m.ReadOnly:
+		t.Errorf("%s: install %s: volume %s is mounted read-only", name, args[0], deref(m.SourceVolume))
+	}
+}
+
+// checkExecInstalled checks that the agent an app's entryPoint runs is the one
+// an installer container puts into a shared volume: the installer exists,
+// mounts the same volume, and finishes before the app starts; the app mounts
+// the volume read-only and runs agentPath from it.
+func checkExecInstalled(t *testing.T, td *ecs.RegisterTaskDefinitionInput, app types.ContainerDefinition, agentPath string) {
+	t.Helper()
+	name := deref(app.Name)
+	appMount, rel, ok := mountOf(app, agentPath)
+	if !ok {
+		t.Errorf("%s: entryPoint runs %s, which is in no mounted volume: mount the volume an installer container runs `install` into", name, agentPath)
+		return
+	}
+	volume := deref(appMount.SourceVolume)
+	if appMount.ReadOnly == nil || !*appMount.ReadOnly {
+		t.Errorf("%s: mount volume %s read-only: the app only runs the agent from it", name, volume)
+	}
+	var installers []string
+	for _, c := range td.ContainerDefinitions {
+		if !isAgent(c) || len(c.Command) != 2 || c.Command[0] != "install" {
+			continue
+		}
+		m, dirRel, ok := mountOf(c, c.Command[1])
+		if !ok || deref(m.SourceVolume) != volume {
+			continue
+		}
+		installers = append(installers, deref(c.Name))
+		if want := path.Join(dirRel, "agent"); rel != want {
+			t.Errorf("%s: entryPoint runs %s, but %s installs into %s (volume %s), which the app sees as %s",
+				name, agentPath, deref(c.Name), c.Command[1], volume, path.Join(deref(appMount.ContainerPath), want))
+		}
+		waits := slices.ContainsFunc(app.DependsOn, func(d types.ContainerDependency) bool {
+			return deref(d.ContainerName) == deref(c.Name) && d.Condition == types.ContainerConditionSuccess
+		})
+		if !waits {
+			t.Errorf("%s: needs dependsOn %s SUCCESS, so the agent is installed before the app starts", name, deref(c.Name))
+		}
+	}
+	if len(installers) != 1 {
+		t.Errorf("%s: entryPoint runs %s from volume %s: want one container of the agent image running `install DIR` into that volume, found %q",
+			name, agentPath, volume, installers)
+	}
+}
+
+// mountOf returns the container's mount point that holds p (the deepest),
+// and p relative to it.
+func mountOf(c types.ContainerDefinition, p string) (types.MountPoint, string, bool) {
+	var best types.MountPoint
+	bestRel, found := "", false
+	for _, m := range c.MountPoints {
+		mp := path.Clean(deref(m.ContainerPath))
+		rel, ok := strings.CutPrefix(path.Clean(p), mp)
+		if !ok || (rel != "" && !strings.HasPrefix(rel, "/") && mp != "/") {
+			continue
+		}
+		if !found || len(mp) > len(path.Clean(deref(best.ContainerPath))) {
+			best, bestRel, found = m, strings.TrimPrefix(rel, "/"), true
+		}
+	}
+	if bestRel == "" {
+		bestRel = "."
+	}
+	return best, bestRel, found
 }
 
 func TestIAMPolicies(t *testing.T) {
@@ -295,6 +406,12 @@ func TestIAMPolicies(t *testing.T) {
 
 func isAgent(c types.ContainerDefinition) bool {
 	return deref(c.Image) == agentImage
+}
+
+// isExecWrapped reports whether an app container runs through `agent exec`:
+// its entryPoint is an agent binary (installed into a volume) and "exec".
+func isExecWrapped(c types.ContainerDefinition) bool {
+	return len(c.EntryPoint) >= 2 && path.Base(c.EntryPoint[0]) == "agent" && c.EntryPoint[1] == "exec"
 }
 
 func deref(s *string) string {
