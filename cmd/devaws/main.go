@@ -63,6 +63,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 
 	emu := kumo.NewServer()
 	defer emu.Close()
+
+	arns, err := seed(ctx, emu.URL)
+	if err != nil {
+		return 1, fmt.Errorf("seeding the emulator: %w", err)
+	}
+	// Only now open the addresses others use: an open port means the
+	// seeded values are there.
 	creds, err := serveCredentials(*credsListen, *token)
 	if err != nil {
 		return 1, err
@@ -75,11 +82,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 		if endpoint, err = serveProxy(*listen, emu.URL); err != nil {
 			return 1, err
 		}
-	}
-
-	arns, err := seed(ctx, emu.URL)
-	if err != nil {
-		return 1, fmt.Errorf("seeding the emulator: %w", err)
 	}
 	if *demoConfig != "" {
 		if err := writeDemoConfig(*demoConfig, arns); err != nil {
