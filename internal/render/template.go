@@ -6,26 +6,39 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"text/template"
+	"text/template/parse"
 	"unicode/utf8"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/secret"
 )
 
-// Template is a Go text/template with the helper functions below.
+// Template is a template in Go text/template syntax, parsed by
+// text/template/parse and evaluated by this package (template_exec.go).
+//
+// It does not use text/template's executor: that reaches methods through
+// reflect.Value.MethodByName, and any such call keeps every exported method
+// of every type in the binary, AWS SDK clients included (about 6 MB).
+//
+// The subset: text, comments, actions with pipelines and parenthesised
+// pipelines, string, number and bool constants, nil as an argument,
+// variables ($x := …, $x = …, $; $ and the top-level dot are nil), if / else /
+// else if, with / else / else with, the trim markers {{- and -}}, our helpers
+// and the builtins printf, print, eq, ne, not, and, or and len, with
+// text/template's semantics. Everything else (range, template, define,
+// block, field access such as .Name, other builtins) is a parse error.
 type Template struct {
 	name string
 	text string
-	tmpl *template.Template // never executed itself; Execute runs clones
+	tree *parse.Tree // read-only after ParseTemplate, shared by concurrent Executes
 }
 
 // ParseTemplate parses text; name appears in error messages.
 func ParseTemplate(name, text string) (*Template, error) {
-	tmpl, err := template.New(name).Option("missingkey=error").Funcs(helpers{}.funcs()).Parse(text)
+	tree, err := parseTree(name, text)
 	if err != nil {
 		return nil, fmt.Errorf("parse template %q: %w", name, err)
 	}
-	return &Template{name: name, text: text, tmpl: tmpl}, nil
+	return &Template{name: name, text: text, tree: tree}, nil
 }
 
 // Execute renders with values (secret name → value). It returns the whole
@@ -42,37 +55,37 @@ func ParseTemplate(name, text string) (*Template, error) {
 //	shellquote X         X single-quoted for sh
 //	trim X               X without leading and trailing white space
 func (t *Template) Execute(values map[string]secret.Value) (secret.Value, error) {
-	// A clone per call binds the helpers to this call's values, so
-	// concurrent calls share no state.
-	tmpl, err := t.tmpl.Clone()
-	if err != nil {
+	// Each call has its own state, so concurrent calls share only the
+	// read-only tree.
+	s := &state{t: t, h: helpers{text: t.text, values: values}}
+	// $ and dot are nil: values are reached only through the helpers, never
+	// printed by {{ . }} as a redacted placeholder.
+	s.vars = append(s.vars, variable{name: "$"})
+	if err := s.walk(nil, t.tree.Root); err != nil {
 		return secret.Value{}, fmt.Errorf("render template %q: %w", t.name, err)
 	}
-	tmpl.Funcs(helpers{text: t.text, values: values}.funcs())
-	var buf bytes.Buffer
-	// Dot is nil: values are reached only through the helpers, never printed
-	// by {{ . }} as a redacted placeholder.
-	if err := tmpl.Execute(&buf, nil); err != nil {
-		return secret.Value{}, fmt.Errorf("render template %q: %w", t.name, err)
+	return secret.New(s.out.Bytes()), nil
+}
+
+// funcs are the functions a template may call: the parser rejects any other
+// name. The values only mark the names as defined; calls are dispatched by
+// name in call.
+func funcs() map[string]any {
+	m := make(map[string]any)
+	for _, name := range []string{
+		// helpers
+		"secret", "key", "json", "base64", "base64decode", "shellquote", "trim",
+		// text/template builtins
+		"printf", "print", "eq", "ne", "not", "and", "or", "len",
+	} {
+		m[name] = true
 	}
-	return secret.New(buf.Bytes()), nil
+	return m
 }
 
 type helpers struct {
 	text   string // the template's source, to tell literal names from computed ones
 	values map[string]secret.Value
-}
-
-func (h helpers) funcs() template.FuncMap {
-	return template.FuncMap{
-		"secret":       h.secret,
-		"key":          h.key,
-		"json":         jsonQuote,
-		"base64":       base64Encode,
-		"base64decode": base64Decode,
-		"shellquote":   shellQuote,
-		"trim":         strings.TrimSpace,
-	}
 }
 
 func (h helpers) secret(name string) (string, error) {

@@ -70,8 +70,6 @@ func TestTemplateErrors(t *testing.T) {
 			`render template "t": template: t:1:3: executing "t" at <json (secret "BAD")>: error calling json: value is not valid UTF-8`},
 		{"shellquote nul", `{{ shellquote (secret "NUL") }}`,
 			`render template "t": template: t:1:3: executing "t" at <shellquote (secret "NUL")>: error calling shellquote: value contains a NUL byte, which sh cannot hold`},
-		{"dot is not the values", `{{ .S }}`,
-			`render template "t": template: t:1:3: executing "t" at <.S>: nil data; no entry for key "S"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,15 +92,21 @@ func TestTemplateErrors(t *testing.T) {
 }
 
 func TestParseTemplateError(t *testing.T) {
-	_, err := ParseTemplate("conf", `{{ secret "A" `)
-	want := `parse template "conf": template: conf:1: unclosed action`
-	if err == nil || err.Error() != want {
-		t.Fatalf("error = %v, want %s", err, want)
+	tests := []struct{ name, text, want string }{
+		{"unclosed", `{{ secret "A" `, `parse template "conf": template: conf:1: unclosed action`},
+		{"unknown function", `{{ nosuchfunc }}`, `parse template "conf": template: conf:1: function "nosuchfunc" not defined`},
+		// Dot holds no secrets (it is nil, or a string inside with), so a
+		// field is always an error: found at start-up, not at the first render.
+		{"dot is not the values", `{{ .S }}`,
+			`parse template "conf": template: conf:1: field access .S is not supported: dot holds no secrets; use secret "NAME" or key "NAME" "field"`},
 	}
-	_, err = ParseTemplate("conf", `{{ nosuchfunc }}`)
-	want = `parse template "conf": template: conf:1: function "nosuchfunc" not defined`
-	if err == nil || err.Error() != want {
-		t.Fatalf("error = %v, want %s", err, want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseTemplate("conf", tt.text)
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("error = %v\nwant    %s", err, tt.want)
+			}
+		})
 	}
 }
 
