@@ -26,6 +26,10 @@ import (
 // DefaultMetricsAddr serves /metrics, /healthz and /readyz when nothing is set.
 const DefaultMetricsAddr = ":9102"
 
+// longRunningGCPercent is GOGC for the long-running commands: the heap may
+// grow 25% over what is live before a collection, not the default 100%.
+const longRunningGCPercent = 25
+
 // shutdownBudget keeps a clean stop well inside ECS's default 30 s stopTimeout.
 const shutdownBudget = 5 * time.Second
 
@@ -104,8 +108,11 @@ func runSidecar(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	fetcher.Attempts = fetch.RefreshMaxAttempts
 	// The first render's concurrent fetch is the agent's high-water mark;
-	// hand that memory back now rather than hold it for the task's life.
+	// hand that memory back now rather than hold it for the task's life, and
+	// from now on collect sooner: an idle sidecar has CPU to spare, and its
+	// memory counts against the task's.
 	debug.FreeOSMemory()
+	debug.SetGCPercent(longRunningGCPercent)
 	log.Info("secrets rendered; ready", "output_dir", s.OutputDir, "secrets", len(s.Secrets),
 		"interval", s.Interval.String())
 
