@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -120,6 +121,8 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 	defer sup.Close()
 	app.sup = sup
 	fetcher.Attempts = fetch.RefreshMaxAttempts
+	debug.FreeOSMemory()
+	debug.SetGCPercent(longRunningGCPercent)
 
 	// SIGTERM is forwarded to the app, not obeyed: the agent ends when the
 	// app does, with its exit code.

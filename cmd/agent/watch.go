@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -102,6 +103,7 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 		log.Error("invalid configuration: " + err.Error())
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
+	debug.SetGCPercent(longRunningGCPercent)
 	log.Info("watching", "cluster", *cluster, "services", services, "region", *region, "interval", interval.String(), "dry_run", *dryRun)
 	if err := w.Run(ctx); err != nil {
 		log.Error(err.Error())
