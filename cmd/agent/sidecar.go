@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -51,24 +52,11 @@ func runSidecar(ctx context.Context, args []string, getenv func(string) string, 
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	st := status.New(s.MaxStale, time.Now)
-	m := metrics.New(reg, version, func() bool { ok, _ := st.Ready(); return ok })
-
-	ln, err := net.Listen("tcp", s.MetricsAddr)
+	st, m, stop, err := serveEndpoints(s.MetricsAddr, s.MaxStale, log)
 	if err != nil {
-		log.Error("cannot serve metrics: " + err.Error())
-		return &exitError{code: exitFailed, msg: err.Error()}
+		return err
 	}
-	srv := &http.Server{Handler: status.Handler(st, reg), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	defer stop()
 
 	startCtx, cancelStart := context.WithTimeout(ctx, c.timeout)
 	defer cancelStart()
@@ -164,4 +152,28 @@ func runHealth(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	fmt.Fprintln(stdout, "ready")
 	return nil
+}
+
+// serveEndpoints serves /metrics, /healthz and /readyz on addr for a
+// long-running command and returns its readiness, its metrics and a stop
+// function that shuts the server down within the shutdown budget.
+func serveEndpoints(addr string, maxStale time.Duration, log *slog.Logger) (*status.Status, *metrics.Metrics, func(), error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st := status.New(maxStale, time.Now)
+	m := metrics.New(reg, version, func() bool { ok, _ := st.Ready(); return ok })
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Error("cannot serve metrics: " + err.Error())
+		return nil, nil, nil, &exitError{code: exitFailed, msg: err.Error()}
+	}
+	srv := &http.Server{Handler: status.Handler(st, reg), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+	return st, m, stop, nil
 }

@@ -7,17 +7,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"runtime/debug"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
-	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/metrics"
-	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/status"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/taskmeta"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/watch"
 )
@@ -70,23 +64,11 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 		targets = append(targets, watch.Target{Cluster: *cluster, Service: svc, Region: *region})
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	st := status.New(3*interval, time.Now)
-	m := metrics.New(reg, version, func() bool { ok, _ := st.Ready(); return ok })
-	ln, err := net.Listen("tcp", c.MetricsAddr)
+	st, m, stop, err := serveEndpoints(c.MetricsAddr, 3*interval, log)
 	if err != nil {
-		log.Error("cannot serve metrics: " + err.Error())
-		return &exitError{code: exitFailed, msg: err.Error()}
+		return err
 	}
-	srv := &http.Server{Handler: status.Handler(st, reg), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	defer stop()
 
 	cfg, err := fetch.LoadAWSConfig(ctx, m.ObserveAPICall)
 	if err != nil {
