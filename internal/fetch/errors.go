@@ -36,7 +36,7 @@ var (
 )
 
 func newError(r Request, region, op string, err error) *Error {
-	return &Error{Name: r.Name, Ref: r.Ref, Region: region, Code: errorCode(err), Op: op, Err: err}
+	return &Error{Name: r.Name, Ref: r.Ref, Region: region, Code: ErrorCode(err), Op: op, Err: err}
 }
 
 func (e *Error) Error() string {
@@ -124,8 +124,10 @@ func apiMessage(err error) string {
 	return "unexpected error"
 }
 
-// errorCode names err: the AWS error code where AWS sent one.
-func errorCode(err error) string {
+// ErrorCode names err: the AWS error code where AWS sent one, else one of
+// ours (Timeout, NoCredentials, RequestError, ...). One classification for
+// every AWS call the agent makes.
+func ErrorCode(err error) string {
 	var ae smithy.APIError
 	var kn *secret.KeyNotFoundError
 	switch {

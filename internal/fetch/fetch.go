@@ -285,7 +285,7 @@ func (c *call) getParameters(ctx context.Context, region string, queries []strin
 	res := getParameters(ctx, c.f.Clients.SSM(region), queries, c.f.ssmAttempts, c.decrypt)
 	// GetParameters is denied as a whole when any one name is: ask for each
 	// name alone so the error lands on the secret that lacks permission.
-	if len(queries) > 1 && res[queries[0]].err != nil && errorCode(res[queries[0]].err) == "AccessDeniedException" {
+	if len(queries) > 1 && res[queries[0]].err != nil && ErrorCode(res[queries[0]].err) == "AccessDeniedException" {
 		for _, q := range queries {
 			c.getParameters(ctx, region, []string{q})
 		}

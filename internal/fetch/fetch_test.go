@@ -350,7 +350,7 @@ func TestErrorClassAndCode(t *testing.T) {
 		{errors.New("dial tcp: connection refused"), "RequestError", Transient},
 	}
 	for _, tt := range tests {
-		e := &Error{Name: "N", Ref: Ref{Raw: "/x"}, Code: errorCode(tt.err), Err: tt.err}
+		e := &Error{Name: "N", Ref: Ref{Raw: "/x"}, Code: ErrorCode(tt.err), Err: tt.err}
 		if e.Code != tt.code || e.Class() != tt.class {
 			t.Errorf("%v: code %s class %s, want %s %s", tt.err, e.Code, e.Class(), tt.code, tt.class)
 		}

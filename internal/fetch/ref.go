@@ -159,7 +159,7 @@ func (r *Ref) parseARN() string {
 	if !regionRE.MatchString(region) {
 		return fmt.Sprintf(`region must look like "us-east-1", got %q`, region)
 	}
-	if regionPartition(region) != partition {
+	if RegionPartition(region) != partition {
 		return fmt.Sprintf("region %q is not in partition %q", region, partition)
 	}
 	if len(account) != 12 || strings.Trim(account, "0123456789") != "" {
@@ -178,9 +178,9 @@ func (r *Ref) parseARN() string {
 	return r.parseParameter(rest, true)
 }
 
-// regionPartition is the partition a well-formed region belongs to. ISO
+// RegionPartition is the partition a well-formed region belongs to. ISO
 // regions map to a partition we never accept, so they always mismatch.
-func regionPartition(region string) string {
+func RegionPartition(region string) string {
 	switch {
 	case strings.HasPrefix(region, "cn-"):
 		return "aws-cn"

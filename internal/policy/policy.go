@@ -295,7 +295,7 @@ func partitionOf(in Input) (string, error) {
 		}
 		return p, nil
 	}
-	rp := regionPartition(in.Region)
+	rp := fetch.RegionPartition(in.Region)
 	if p == "" {
 		return rp, nil
 	}
@@ -305,15 +305,7 @@ func partitionOf(in Input) (string, error) {
 	return p, nil
 }
 
-func regionPartition(region string) string {
-	switch {
-	case strings.HasPrefix(region, "cn-"):
-		return "aws-cn"
-	case strings.HasPrefix(region, "us-gov-"):
-		return "aws-us-gov"
-	}
-	return "aws"
-}
+
 
 func (b *builder) note(s string) {
 	if !b.noted[s] {
@@ -353,7 +345,7 @@ func (b *builder) secret(s config.Secret) error {
 				return err
 			}
 			partition, account = b.partition, b.account
-			if regionPartition(region) != partition {
+			if fetch.RegionPartition(region) != partition {
 				return fmt.Errorf("%s: region %q is not in partition %q", what, region, partition)
 			}
 		}
@@ -516,7 +508,7 @@ func (b *builder) serviceARN(what, cluster, service, region, missing string) (sv
 	} else if !regionRE.MatchString(region) {
 		return "", false, fmt.Errorf("%s: region %q does not look like \"us-east-1\"", what, region)
 	} else {
-		partition = regionPartition(region)
+		partition = fetch.RegionPartition(region)
 	}
 	if strings.HasPrefix(cluster, "arn:") {
 		p, r, a, res, err := parseECSARN(cluster)
@@ -539,7 +531,7 @@ func (b *builder) serviceARN(what, cluster, service, region, missing string) (sv
 
 func parseECSARN(s string) (partition, region, account, resource string, err error) {
 	f := strings.SplitN(s, ":", 6)
-	if len(f) != 6 || f[2] != "ecs" || !regionRE.MatchString(f[3]) || !accountRE.MatchString(f[4]) || regionPartition(f[3]) != f[1] {
+	if len(f) != 6 || f[2] != "ecs" || !regionRE.MatchString(f[3]) || !accountRE.MatchString(f[4]) || fetch.RegionPartition(f[3]) != f[1] {
 		return "", "", "", "", fmt.Errorf("not an ECS ARN: %q", s)
 	}
 	return f[1], f[3], f[4], f[5], nil

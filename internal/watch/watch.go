@@ -334,7 +334,7 @@ func (w *Watcher) describeBatch(ctx context.Context, region, cluster string, bat
 		if ctx.Err() != nil {
 			return
 		}
-		code := errorCode(err)
+		code := fetch.ErrorCode(err)
 		res.fail(code)
 		if w.groupErr[gk] != code {
 			w.groupErr[gk] = code
@@ -414,7 +414,7 @@ func (w *Watcher) readTaskDefinitions(ctx context.Context, res *result) {
 			if ctx.Err() != nil {
 				return
 			}
-			code := errorCode(err)
+			code := fetch.ErrorCode(err)
 			res.fail(code)
 			if s.tdErr != code {
 				s.tdErr = code
@@ -534,7 +534,7 @@ func (w *Watcher) poll(ctx context.Context, res *result) {
 		w.have[r.Name] = v
 	}
 	failed := map[string]*fetch.Error{}
-	for _, e := range unjoin(err) {
+	for _, e := range fetch.Errors(err) {
 		var fe *fetch.Error
 		if errors.As(e, &fe) {
 			failed[fe.Name] = fe
@@ -694,7 +694,7 @@ func (w *Watcher) update(ctx context.Context, s *service, res *result) {
 		if ctx.Err() != nil {
 			return
 		}
-		code := errorCode(err)
+		code := fetch.ErrorCode(err)
 		res.fail(code)
 		s.failures++
 		w.o.Metrics.Action("redeploy", "failure")
@@ -719,30 +719,6 @@ func (w *Watcher) update(ctx context.Context, s *service, res *result) {
 	w.o.Metrics.Action("redeploy", "success")
 	w.log.Info("redeployed service for rotated secrets", "cluster", s.Cluster, "service", s.Service, "region", s.Region,
 		"secrets", names, "value_from", values, "deployment", id)
-}
-
-func unjoin(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
-}
-
-// errorCode names err: the AWS error code where AWS sent one.
-func errorCode(err error) string {
-	var ae smithy.APIError
-	switch {
-	case errors.Is(err, fetch.ErrCredentials):
-		return "NoCredentials"
-	case errors.As(err, &ae):
-		return ae.ErrorCode()
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return "Timeout"
-	}
-	return "RequestError"
 }
 
 // hint says what to do about an ECS error, for the one line a user reads.
