@@ -305,8 +305,6 @@ func partitionOf(in Input) (string, error) {
 	return p, nil
 }
 
-
-
 func (b *builder) note(s string) {
 	if !b.noted[s] {
 		b.noted.add(s)
