@@ -1,8 +1,8 @@
 package config
 
 import (
-	"encoding/json"
 	"net/http"
+	"sort"
 	"strings"
 )
 
@@ -48,15 +48,17 @@ var signals = map[string]bool{
 }
 
 func (a Action) validate(field string) error {
-	n := 0
-	for _, set := range []bool{a.Signal != nil, a.HTTP != nil, a.Redeploy != nil, a.Restart != nil} {
-		if set {
-			n++
+	// Name the kinds that are set, not their content: a URL may carry a
+	// password.
+	var set []string
+	for kind, ok := range map[string]bool{"signal": a.Signal != nil, "http": a.HTTP != nil, "redeploy": a.Redeploy != nil, "restart": a.Restart != nil} {
+		if ok {
+			set = append(set, kind)
 		}
 	}
-	if n != 1 {
-		b, _ := json.Marshal(a)
-		return errorf("%s: want exactly one of signal, http, redeploy, restart; got %s", field, b)
+	if len(set) != 1 {
+		sort.Strings(set)
+		return errorf("%s: want exactly one of signal, http, redeploy, restart; got %d (%s)", field, len(set), strings.Join(set, ", "))
 	}
 	switch {
 	case a.Signal != nil:
