@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/taskmeta"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/watch"
@@ -28,8 +29,9 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	cluster := fs.String("cluster", "", "the `CLUSTER` (name or ARN) of the --service values")
 	fs.Var(repeated{&services}, "service", "a `SERVICE` to watch (name or ARN; repeatable)")
 	region := fs.String("region", "", "the services' `REGION` (default $AWS_REGION, else the task's)")
+	fs.StringVar(&c.ConfigPath, "config", "", "JSON config `FILE` (or AGENT_CONFIG): services, interval, dryRun, metricsAddr")
 	fs.StringVar(&c.Interval, "interval", "", "polling interval (default 5m)")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", DefaultMetricsAddr, "`HOST:PORT` for /metrics, /healthz and /readyz")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "`HOST:PORT` for /metrics, /healthz and /readyz (default "+DefaultMetricsAddr+")")
 	dryRun := fs.Bool("dry-run", false, "log what would be redeployed; call nothing that writes")
 	if err := fs.Parse(args); err != nil {
 		return flagErr(err)
@@ -41,30 +43,57 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return usageErr(stderr, "watch: %v", err)
 	}
-	interval, jitter := 5*time.Minute, 30*time.Second
+	wc, err := config.LoadWatch(c.ConfigPath, getenv)
+	if err != nil {
+		log.Error("invalid configuration: " + err.Error())
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	// Flags add services and override the file.
+	if len(services) > 0 && *cluster == "" {
+		return usageErr(stderr, "watch: --service needs --cluster")
+	}
+	for _, svc := range services {
+		wc.Services = append(wc.Services, config.WatchService{Cluster: *cluster, Service: svc, Region: *region})
+	}
+	if len(wc.Services) == 0 {
+		return usageErr(stderr, "watch: no services: give --cluster and --service, or services in --config/AGENT_CONFIG")
+	}
 	if c.Interval != "" {
-		if interval, err = time.ParseDuration(c.Interval); err != nil || interval < time.Second {
+		wc.Interval = c.Interval
+	}
+	if *dryRun {
+		wc.DryRun = true
+	}
+	if c.MetricsAddr != "" {
+		wc.MetricsAddr = c.MetricsAddr
+	}
+	if wc.MetricsAddr == "" {
+		wc.MetricsAddr = DefaultMetricsAddr
+	}
+	if c.Interval != "" {
+		if d, err := time.ParseDuration(c.Interval); err != nil || d < config.MinInterval {
 			return usageErr(stderr, "watch: --interval %q is not a duration of 1s or more", c.Interval)
 		}
-		jitter = interval / 10
 	}
-	if *cluster == "" || len(services) == 0 {
-		return usageErr(stderr, "watch: give --cluster and at least one --service")
-	}
-	if *region == "" {
+	interval := wc.IntervalOr(5 * time.Minute)
+	jitter := interval / 10
+	home := *region
+	if home == "" {
 		// The task's own region: AWS_REGION, else the task metadata.
-		r, err := taskRegionOf(ctx, getenv)
-		if err != nil {
+		if home, err = taskRegionOf(ctx, getenv); err != nil {
 			return usageErr(stderr, "watch: --region not given and %v", err)
 		}
-		*region = r
 	}
 	var targets []watch.Target
-	for _, svc := range services {
-		targets = append(targets, watch.Target{Cluster: *cluster, Service: svc, Region: *region})
+	for _, svc := range wc.Services {
+		r := svc.Region
+		if r == "" {
+			r = home
+		}
+		targets = append(targets, watch.Target{Cluster: svc.Cluster, Service: svc.Service, Region: r})
 	}
 
-	st, m, stop, err := serveEndpoints(c.MetricsAddr, 3*interval, log)
+	st, m, stop, err := serveEndpoints(wc.MetricsAddr, 3*interval, log)
 	if err != nil {
 		return err
 	}
@@ -86,7 +115,7 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
 	debug.SetGCPercent(longRunningGCPercent)
-	log.Info("watching", "cluster", *cluster, "services", services, "region", *region, "interval", interval.String(), "dry_run", *dryRun)
+	log.Info("watching", "services", len(targets), "region", home, "interval", interval.String(), "dry_run", wc.DryRun)
 	if err := w.Run(ctx); err != nil {
 		log.Error(err.Error())
 		return &exitError{code: exitFailed, msg: err.Error()}

@@ -40,11 +40,15 @@ func TestWatchRedeploysEachServiceOncePerRotation(t *testing.T) {
 	for _, dry := range []bool{true, false} {
 		args := []string{"watch", "--cluster", "prod", "--service", "web", "--service", "api", "--service", "worker",
 			"--interval", "1s", "--metrics-addr", "127.0.0.1:0"}
+		env := f.fake.Env(region)
 		if dry {
-			args = append(args, "--dry-run")
+			// The same services from the configuration instead of flags.
+			args = []string{"watch", "--dry-run"}
+			env = append(env, `AGENT_CONFIG={"services":[{"cluster":"prod","service":"web"},{"cluster":"prod","service":"api"},`+
+				`{"cluster":"prod","service":"worker","region":"`+region+`"}],"interval":"1s","metricsAddr":"127.0.0.1:0"}`)
 		}
 		cmd := exec.Command(agentBin, args...)
-		cmd.Env = f.fake.Env(region)
+		cmd.Env = env
 		pipe, _ := cmd.StderrPipe()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -182,10 +182,12 @@ func Load(flags Flags, getenv func(string) string) (*Settings, error) {
 
 // Decode parses JSON strictly: unknown fields, trailing data and type
 // mismatches are errors.
-func Decode(data []byte, f *File) error {
+func Decode(data []byte, f *File) error { return decodeStrict(data, f) }
+
+func decodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(f); err != nil {
+	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
