@@ -3,13 +3,17 @@
 // containers fit together, Fargate examples use only what Fargate runs, every
 // agent invocation's flags and AGENT_CONFIG pass the agent's own
 // `agent check --for init|run|exec`, and an app run through `agent exec` runs
-// the agent an installer container put into its volume.
+// the agent an installer container put into its volume. An `agent watch`
+// service's flags are those `agent watch -h` lists, its task role policy is
+// what `agent policy --command watch` prints for them, and deploy/README.md
+// creates the service with one task that is never doubled by a deployment.
 package taskdefs
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path"
@@ -18,15 +22,22 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 )
 
+// What the test puts in place of ACCOUNT_ID and REGION.
+const (
+	testAccount = "111122223333"
+	testRegion  = "us-east-1"
+)
+
 // What a user replaces (deploy/README.md), and what the test puts there.
 var placeholders = strings.NewReplacer(
-	"ACCOUNT_ID", "111122223333",
-	"REGION", "us-east-1",
+	"ACCOUNT_ID", testAccount,
+	"REGION", testRegion,
 	"YOUR_REGISTRY", "111122223333.dkr.ecr.us-east-1.amazonaws.com",
 	"VERSION", "1.0.0",
 	"KMS_KEY_ID", "1234abcd-12ab-34cd-56ef-1234567890ab",
@@ -40,8 +51,12 @@ func TestTaskDefinitions(t *testing.T) {
 		t.Fatalf("no task definitions here: %v", err)
 	}
 	agent := buildAgent(t)
+	readme := readDeployREADME(t)
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(file, ".json"), func(t *testing.T) {
+			if !strings.Contains(readme, "taskdefs/"+file) {
+				t.Errorf("deploy/README.md does not name taskdefs/%s: add a row for it", file)
+			}
 			raw, err := os.ReadFile(file)
 			if err != nil {
 				t.Fatal(err)
@@ -54,6 +69,9 @@ func TestTaskDefinitions(t *testing.T) {
 				checkFargate(t, td)
 			}
 			checkAgentCommands(t, agent, td)
+			if runsWatch(td) {
+				checkWatchService(t, readme, td)
+			}
 		})
 	}
 }
@@ -239,7 +257,7 @@ func checkAgentCommands(t *testing.T, agent string, td *ecs.RegisterTaskDefiniti
 		}
 		n++
 		if len(argv) < 2 {
-			t.Errorf("%s: no agent command (init, run or install)", name)
+			t.Errorf("%s: no agent command (init, run, watch or install)", name)
 			continue
 		}
 		sub, flags := argv[1], argv[2:]
@@ -255,9 +273,12 @@ func checkAgentCommands(t *testing.T, agent string, td *ecs.RegisterTaskDefiniti
 			}
 			flags = flags[:sep] // the rest is the app's command, not the agent's
 			checkExecInstalled(t, td, c, argv[0])
+		case sub == "watch" && isAgent(c):
+			checkWatch(t, agent, td, c, flags)
+			continue
 		case (sub == "init" || sub == "run") && isAgent(c):
 		default:
-			t.Errorf("%s: agent command %q: want init, run or install in the agent image, or exec as an app's entryPoint", name, sub)
+			t.Errorf("%s: agent command %q: want init, run, watch or install in the agent image, or exec as an app's entryPoint", name, sub)
 			continue
 		}
 		cmd := exec.Command(agent, append([]string{"check", "--for", sub}, flags...)...)
@@ -361,8 +382,12 @@ func TestIAMPolicies(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no policies in deploy/iam: %v", err)
 	}
+	readme := readDeployREADME(t)
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
+			if !strings.Contains(readme, "iam/"+filepath.Base(file)) {
+				t.Errorf("deploy/README.md does not name iam/%s", filepath.Base(file))
+			}
 			raw, err := os.ReadFile(file)
 			if err != nil {
 				t.Fatal(err)
@@ -402,6 +427,227 @@ func TestIAMPolicies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkWatch checks an `agent watch` invocation. `agent check` does not take
+// watch's flags, and running watch would start watching, so the flags are
+// read against `agent watch -h`: every flag is one it lists, a flag that
+// takes a value has one, --cluster and at least one --service are given, and
+// --interval is a duration of 1s or more, as watch requires. The container
+// needs a healthCheck that reaches the watcher's /readyz, and the task role's
+// policy (deploy/iam/task-role-NAME.json for the role secrets-agent-NAME) is
+// what `agent policy --command watch` prints for these services.
+func checkWatch(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput, c types.ContainerDefinition, args []string) {
+	t.Helper()
+	name := deref(c.Name)
+	known := watchFlags(t, agent)
+	var cluster, region, metricsAddr string
+	var services []string
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		flagName := strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-")
+		if !strings.HasPrefix(arg, "-") || flagName == "" {
+			t.Errorf("%s: watch %q: unexpected argument %q (watch takes flags only)", name, args, arg)
+			continue
+		}
+		flagName, value, hasValue := strings.Cut(flagName, "=")
+		takesValue, ok := known[flagName]
+		if !ok {
+			t.Errorf("%s: watch flag %q: `agent watch -h` lists no -%s", name, arg, flagName)
+			continue
+		}
+		if takesValue && !hasValue {
+			if i+1 == len(args) {
+				t.Errorf("%s: watch flag %s needs a value", name, arg)
+				continue
+			}
+			i++
+			value = args[i]
+		}
+		switch flagName {
+		case "cluster":
+			cluster = value
+		case "service":
+			services = append(services, value)
+		case "region":
+			region = value
+		case "metrics-addr":
+			metricsAddr = value
+		case "interval":
+			if d, err := time.ParseDuration(value); err != nil || d < time.Second {
+				t.Errorf("%s: watch --interval %q: want a duration of 1s or more", name, value)
+			}
+		}
+	}
+	if cluster == "" || len(services) == 0 {
+		t.Errorf("%s: watch %q: give --cluster and at least one --service", name, args)
+		return
+	}
+	if c.Essential != nil && !*c.Essential {
+		t.Errorf("%s: the watcher is the task: make it essential", name)
+	}
+	if c.HealthCheck == nil {
+		t.Errorf("%s: give the watcher a healthCheck ([CMD /agent health]) so ECS replaces a watcher that stopped polling", name)
+	}
+	if metricsAddr != "" {
+		// `agent health` without --addr asks 127.0.0.1 on the default port.
+		host, port, err := net.SplitHostPort(metricsAddr)
+		if err != nil || port != "9102" || !slices.Contains([]string{"", "0.0.0.0", "::", "127.0.0.1", "localhost"}, host) {
+			t.Errorf("%s: watch --metrics-addr %q: the healthCheck's `agent health` asks 127.0.0.1:9102", name, metricsAddr)
+		}
+	}
+	if region == "" {
+		region = testRegion // the task's own: REGION in the policy
+	}
+	checkWatchPolicy(t, agent, td, cluster, region, services)
+}
+
+// watchFlags reads `agent watch -h`: each flag's name, and whether it takes a
+// value (the flag package prints no value name for a boolean flag).
+func watchFlags(t *testing.T, agent string) map[string]bool {
+	t.Helper()
+	out, err := exec.Command(agent, "watch", "-h").CombinedOutput()
+	if err != nil {
+		t.Fatalf("agent watch -h: %v\n%s", err, out)
+	}
+	flags := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		head, _, _ := strings.Cut(line, "\t") // a one-letter flag's usage follows a tab
+		if !strings.HasPrefix(head, "  -") {
+			continue
+		}
+		f := strings.Fields(head)
+		flags[strings.TrimPrefix(f[0], "-")] = len(f) > 1
+	}
+	if _, ok := flags["cluster"]; !ok || !flags["service"] {
+		t.Fatalf("agent watch -h lists no -cluster or -service: cannot read its usage\n%s", out)
+	}
+	return flags
+}
+
+// checkWatchPolicy compares the task role's policy file with what the
+// generator prints for the watcher's services (placeholders replaced).
+func checkWatchPolicy(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput, cluster, region string, services []string) {
+	t.Helper()
+	role := path.Base(deref(td.TaskRoleArn))
+	suffix, ok := strings.CutPrefix(role, "secrets-agent-")
+	if !ok {
+		t.Errorf("taskRoleArn %q: name the role secrets-agent-NAME, with its policy in deploy/iam/task-role-NAME.json", deref(td.TaskRoleArn))
+		return
+	}
+	file := "../iam/task-role-" + suffix + ".json"
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Errorf("the watcher's task role policy: %v", err)
+		return
+	}
+	args := []string{"policy", "--command", "watch", "--cluster", cluster}
+	for _, s := range services {
+		args = append(args, "--service", s)
+	}
+	args = append(args, "--region", region, "--account", testAccount)
+	cmd := exec.Command(agent, args...)
+	cmd.Env = []string{}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Errorf("agent %q: %v\n%s", args, err, stderr.Bytes())
+		return
+	}
+	var want, got any
+	if err := json.Unmarshal(out, &want); err != nil {
+		t.Fatalf("agent policy printed no JSON: %v\n%s", err, out)
+	}
+	if err := json.Unmarshal([]byte(placeholders.Replace(string(raw))), &got); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s is not what the generator prints for the watcher's services: regenerate it with\n"+
+			"  go run ./cmd/agent %s\n(then %s → REGION, %s → ACCOUNT_ID); it prints\n%s",
+			file, strings.Join(args, " "), testRegion, testAccount, out)
+	}
+}
+
+// runsWatch reports whether the task runs `agent watch`.
+func runsWatch(td *ecs.RegisterTaskDefinitionInput) bool {
+	return slices.ContainsFunc(td.ContainerDefinitions, func(c types.ContainerDefinition) bool {
+		return isAgent(c) && len(c.Command) > 0 && c.Command[0] == "watch"
+	})
+}
+
+// checkWatchService checks that deploy/README.md creates the watcher's
+// service with `aws ecs create-service` for its family: one task
+// (--desired-count 1: two watchers would each redeploy), and a deployment
+// configuration that stops the old task before starting the new one
+// (minimumHealthyPercent=0, maximumPercent=100), so a deployment of the
+// watcher never runs two at once.
+func checkWatchService(t *testing.T, readme string, td *ecs.RegisterTaskDefinitionInput) {
+	t.Helper()
+	family := deref(td.Family)
+	var found bool
+	for _, args := range commandsIn(readme, "aws ecs create-service") {
+		opts := map[string][]string{}
+		for i := 0; i < len(args); i++ {
+			k, v, hasValue := strings.Cut(args[i], "=")
+			if !strings.HasPrefix(k, "--") {
+				continue
+			}
+			if !hasValue && i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
+				i++
+				v = args[i]
+			}
+			opts[k] = append(opts[k], v)
+		}
+		if !slices.Equal(opts["--task-definition"], []string{family}) {
+			continue
+		}
+		found = true
+		if !slices.Equal(opts["--desired-count"], []string{"1"}) {
+			t.Errorf("deploy/README.md: create-service for %s: want --desired-count 1 (one watcher; two would each redeploy), got %q", family, opts["--desired-count"])
+		}
+		var dc []string
+		for _, v := range opts["--deployment-configuration"] {
+			dc = append(dc, strings.Split(strings.Trim(v, `'"`), ",")...)
+		}
+		for _, want := range []string{"minimumHealthyPercent=0", "maximumPercent=100"} {
+			if !slices.Contains(dc, want) {
+				t.Errorf("deploy/README.md: create-service for %s: --deployment-configuration needs %s, so a deployment never runs two watchers; got %q", family, want, opts["--deployment-configuration"])
+			}
+		}
+		if slices.Contains(td.RequiresCompatibilities, types.CompatibilityFargate) && !slices.Equal(opts["--launch-type"], []string{"FARGATE"}) {
+			t.Errorf("deploy/README.md: create-service for %s: want --launch-type FARGATE, got %q", family, opts["--launch-type"])
+		}
+	}
+	if !found {
+		t.Errorf("deploy/README.md has no `aws ecs create-service … --task-definition %s` command", family)
+	}
+}
+
+// commandsIn returns the arguments of each command in text that starts with
+// prefix: backslash-continued lines joined, an inline one ending at its
+// closing backquote.
+func commandsIn(text, prefix string) [][]string {
+	text = strings.ReplaceAll(text, "\\\n", " ")
+	var cmds [][]string
+	for _, line := range strings.Split(text, "\n") {
+		_, rest, ok := strings.Cut(line, prefix)
+		if !ok {
+			continue
+		}
+		rest, _, _ = strings.Cut(rest, "`")
+		cmds = append(cmds, strings.Fields(rest))
+	}
+	return cmds
+}
+
+func readDeployREADME(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func isAgent(c types.ContainerDefinition) bool {
