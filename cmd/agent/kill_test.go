@@ -60,24 +60,32 @@ func TestInitKilledMidRenderNeverLeavesPartialFiles(t *testing.T) {
 		}
 	}()
 
-	// Time one full run, to aim the kills across all of it.
+	// Time one full run, and when its last AWS call arrived: the kills aim
+	// at what comes after, the render (before it nothing is written, and a
+	// kill there proves nothing).
 	seed(1)
+	f.fake.ResetCounts()
 	start := time.Now()
 	if r := runAgent(t, env, nil, "init", "--output-dir", f.out); r.code != 0 {
 		t.Fatalf("timing run: exit %d\n%s", r.code, r.stderr)
 	}
 	full := time.Since(start)
+	var fetched time.Duration
+	for _, c := range f.fake.CallLog() {
+		fetched = max(fetched, c.Time.Sub(start))
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	midRender := 0
 	for round := range 40 {
-		seed((round + 1) % 2)
+		seed(round % 2) // always the other version than the timing run left
 		cmd := exec.Command(agentBin, "init", "--output-dir", f.out)
 		cmd.Env = env
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Kill at a varied point: before, during or after the writes.
-		kill := time.AfterFunc(time.Duration(rng.Int64N(int64(full))), func() { _ = cmd.Process.Kill() })
+		// Kill at a varied point from the last AWS call to the end.
+		at := fetched + time.Duration(rng.Int64N(int64(max(full-fetched, time.Millisecond))))
+		kill := time.AfterFunc(at, func() { _ = cmd.Process.Kill() })
 		_ = cmd.Wait()
 		kill.Stop()
 		if mixed(t, f.out, n, versions) {
@@ -90,7 +98,7 @@ func TestInitKilledMidRenderNeverLeavesPartialFiles(t *testing.T) {
 		t.Fatalf("%d of %d reads saw a partial or missing file, e.g. %v", len(bad), reads, bad[:min(len(bad), 5)])
 	}
 	if midRender == 0 {
-		t.Errorf("no kill landed mid-render (run takes %s); the test proves nothing", full)
+		t.Errorf("no kill landed mid-render (run takes %s, AWS done after %s); the test proves nothing", full, fetched)
 	}
 	t.Logf("%d of 40 kills landed mid-render; %d reads", midRender, reads)
 	// A clean run afterwards converges and leaves no temp file behind.
