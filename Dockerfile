@@ -17,7 +17,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY cmd/ cmd/
 COPY internal/ internal/
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /rootfs/agent ./cmd/agent \
+RUN CGO_ENABLED=0 go build -trimpath -gcflags=all=-l -ldflags "-s -w -X main.version=${VERSION}" -o /rootfs/agent ./cmd/agent \
  && mkdir -p /rootfs/etc/ssl/certs /rootfs-run/secrets /rootfs-shared \
  && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/
 

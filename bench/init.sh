@@ -5,7 +5,8 @@
 # disk (as Fargate ephemeral storage), since fsync costs differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-go build -trimpath -ldflags="-s -w" -o bin/ ./cmd/agent
+# The shipped build (see the Makefile).
+go build -trimpath -gcflags=all=-l -ldflags="-s -w" -o bin/ ./cmd/agent
 go build -o bin/initbench ./bench/initbench
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(go version | cut -d' ' -f3)"
 for dir in /dev/shm "$(pwd)/bin"; do
