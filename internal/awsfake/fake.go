@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -102,6 +103,25 @@ func New() *Fake {
 func (f *Fake) Close() {
 	f.api.Close()
 	f.creds.Close()
+}
+
+// SetenvIsolated sets, with setenv (t.Setenv in a test), the environment
+// of Env for the current process, and blanks what would put the
+// developer's own AWS setup ahead of it in the SDK's default chain: static
+// keys, profiles, service-specific endpoints, and the shared config files
+// (pointed into dir, where none exist).
+func (f *Fake) SetenvIsolated(setenv func(key, value string), region, dir string) {
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+		"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+		"AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_ECS"} {
+		setenv(k, "")
+	}
+	setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	for _, kv := range f.Env(region) {
+		k, v, _ := strings.Cut(kv, "=")
+		setenv(k, v)
+	}
 }
 
 // Env returns the environment a process needs to use the fake as in an ECS
