@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/action"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
@@ -233,7 +232,7 @@ func TestLoopRotationRewritesAndActsOncePerChangedCycle(t *testing.T) {
 		if got := h.src.fetched; fmt.Sprint(got) != "[[A B] [A B] [A]]" {
 			t.Errorf("fetches %v: only moved secrets are fetched", got)
 		}
-		if got := testutil.ToFloat64(counter(t, h.reg, "ecs_secrets_agent_secret_changes_total", "A")); got != 1 {
+		if got := secretMetric(t, h.reg, "ecs_secrets_agent_secret_changes_total", "A"); got != 1 {
 			t.Errorf("changes_total{name=A} = %v, want 1", got)
 		}
 	})
@@ -261,7 +260,7 @@ func TestLoopKeepsFilesWhenAWSFailsThenRecovers(t *testing.T) {
 		if ok || !strings.Contains(detail, "secret A stale") || !strings.Contains(detail, "ServiceUnavailable") {
 			t.Errorf("ready=%v detail=%q after 40s stale with a 30s limit", ok, detail)
 		}
-		if got := testutil.ToFloat64(gauge(t, h.reg, "ecs_secrets_agent_secret_stale", "A")); got != 1 {
+		if got := secretMetric(t, h.reg, "ecs_secrets_agent_secret_stale", "A"); got != 1 {
 			t.Errorf("secret_stale{name=A} = %v, want 1", got)
 		}
 		// Backoff after the failure at 5s: steps of 1s, 2s, 4s, 8s, then the 10s interval.
@@ -277,7 +276,7 @@ func TestLoopKeepsFilesWhenAWSFailsThenRecovers(t *testing.T) {
 		if ok, detail := h.status.Ready(); !ok {
 			t.Errorf("not ready after recovery: %s", detail)
 		}
-		if got := testutil.ToFloat64(gauge(t, h.reg, "ecs_secrets_agent_secret_stale", "A")); got != 0 {
+		if got := secretMetric(t, h.reg, "ecs_secrets_agent_secret_stale", "A"); got != 0 {
 			t.Errorf("secret_stale{name=A} = %v after recovery, want 0", got)
 		}
 		if n := strings.Count(h.logs.String(), `"msg":"refresh failed; keeping the last good value`); n != 2 {
@@ -346,16 +345,8 @@ func gapsOf(ts []time.Duration) []time.Duration {
 	return out
 }
 
-func counter(t *testing.T, g prometheus.Gatherer, name, secretName string) prometheus.Collector {
-	return metricByName(t, g, name, secretName)
-}
-
-func gauge(t *testing.T, g prometheus.Gatherer, name, secretName string) prometheus.Collector {
-	return metricByName(t, g, name, secretName)
-}
-
-// metricByName wraps one gathered sample as a collector for testutil.ToFloat64.
-func metricByName(t *testing.T, g prometheus.Gatherer, name, secretName string) prometheus.Collector {
+// secretMetric is the value of the gauge or counter name{name=secretName}.
+func secretMetric(t *testing.T, g prometheus.Gatherer, name, secretName string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
 	if err != nil {
@@ -368,12 +359,11 @@ func metricByName(t *testing.T, g prometheus.Gatherer, name, secretName string) 
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "name" && l.GetValue() == secretName {
-					v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
-					return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "x"}, func() float64 { return v })
+					return m.GetGauge().GetValue() + m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
 	t.Fatalf("no %s{name=%q}", name, secretName)
-	return nil
+	return 0
 }
