@@ -161,8 +161,10 @@ type appChild struct {
 
 func (a *appChild) Signal(sig os.Signal) error { return a.sup.Signal(sig) }
 
-func (a *appChild) Restart(ctx context.Context, grace time.Duration) error {
-	env, err := childEnv(a.settings, a.loop.Values())
+// Restart builds the new child's environment from the change's own
+// settings and values: a reload that added a secret restarts with it.
+func (a *appChild) Restart(ctx context.Context, c action.Change, grace time.Duration) error {
+	env, err := childEnv(c.Settings, c.Values)
 	if err != nil {
 		return err
 	}

@@ -66,9 +66,9 @@ type redeployAction struct {
 
 func (a *redeployAction) Kind() string { return "redeploy" }
 
-func (a *redeployAction) Run(ctx context.Context) error {
+func (a *redeployAction) Run(ctx context.Context, c action.Change) error {
 	versions := map[string]string{}
-	for name, res := range a.loop().Values() {
+	for name, res := range c.Values {
 		versions[name] = res.Version
 	}
 	change := redeploy.ChangeOf(versions)

@@ -207,5 +207,5 @@ func checkRedeploy(config.RedeployAction) (action.Action, error) { return nil, n
 // noChild stands in for exec's child when only checking a configuration.
 type noChild struct{}
 
-func (noChild) Signal(os.Signal) error                       { return nil }
-func (noChild) Restart(context.Context, time.Duration) error { return nil }
+func (noChild) Signal(os.Signal) error                                      { return nil }
+func (noChild) Restart(context.Context, action.Change, time.Duration) error { return nil }

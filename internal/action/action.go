@@ -4,20 +4,33 @@ package action
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"time"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
 )
 
 // Action is one configured onChange step.
 type Action interface {
-	Kind() string                  // "signal" or "http": a bounded metric label
-	Run(ctx context.Context) error // errors say what to fix; never contain a secret
+	Kind() string // "signal", "http", "redeploy" or "restart": a bounded metric label
+	// Run acts on c. Errors say what to fix and never contain a secret.
+	Run(ctx context.Context, c Change) error
+}
+
+// Change is what an action acts on: one change of the secrets, as rendered.
+// It is a snapshot that nobody modifies after it is made, so an action that
+// runs late (a retry, a background election) acts on the change it was for,
+// with the configuration it was rendered with.
+type Change struct {
+	Settings *config.Settings        // the configuration the values were rendered with
+	Values   map[string]fetch.Result // every secret's value, by name
+	Changed  []string                // names whose value changed, sorted
+	// At dates the change by AWS's clock: the newest modification time among
+	// the changed versions. Zero when AWS gave none.
+	At time.Time
 }
 
 // Options are what New needs from outside the config.
@@ -40,8 +53,8 @@ type Options struct {
 type Child interface {
 	Signal(sig os.Signal) error
 	// Restart stops the child (SIGTERM, SIGKILL after grace) and starts
-	// it again with the current secrets.
-	Restart(ctx context.Context, grace time.Duration) error
+	// it again with the secrets and settings of c.
+	Restart(ctx context.Context, c Change, grace time.Duration) error
 }
 
 // DefaultGracePeriod is how long a restart waits after SIGTERM.
@@ -92,29 +105,4 @@ func New(cfgs []config.Action, opts Options) ([]Action, error) {
 		actions = append(actions, a)
 	}
 	return actions, nil
-}
-
-// RunAll runs every action once, in order; a failing action does not stop the
-// others, since a broken reload URL should not keep the signal from reaching
-// the app. record is called once per action with (kind, "success"|"failure").
-// Each failure is logged once here, so callers should not log the returned
-// error again. log and record may be nil.
-func RunAll(ctx context.Context, actions []Action, log *slog.Logger, record func(kind, outcome string)) error {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	var errs []error
-	for i, a := range actions {
-		err := a.Run(ctx)
-		outcome := "success"
-		if err != nil {
-			outcome = "failure"
-			log.Error("onChange action failed", "action_index", i, "kind", a.Kind(), "error", err)
-			errs = append(errs, fmt.Errorf("onChange[%d]: %w", i, err))
-		}
-		if record != nil {
-			record(a.Kind(), outcome)
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -1,11 +1,7 @@
 package action
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
-	"log/slog"
 	"slices"
 	"testing"
 
@@ -66,84 +62,5 @@ func TestNewKeepsOrder(t *testing.T) {
 	}
 	if want := []string{"http", "signal", "http"}; !slices.Equal(kinds, want) {
 		t.Fatalf("kinds %q, want %q", kinds, want)
-	}
-}
-
-// fakeAction appends its name to *ran and returns err.
-type fakeAction struct {
-	kind, name string
-	err        error
-	ran        *[]string
-}
-
-func (f fakeAction) Kind() string { return f.kind }
-
-func (f fakeAction) Run(context.Context) error {
-	*f.ran = append(*f.ran, f.name)
-	return f.err
-}
-
-func TestRunAll(t *testing.T) {
-	t.Parallel()
-	var ran, recorded []string
-	boom := errors.New("boom")
-	acts := []Action{
-		fakeAction{"http", "first", boom, &ran},
-		fakeAction{"signal", "second", nil, &ran},
-		fakeAction{"signal", "third", errors.New("signal: no luck"), &ran},
-		fakeAction{"http", "fourth", nil, &ran},
-	}
-	var logs bytes.Buffer
-	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	err := RunAll(context.Background(), acts, log, func(kind, outcome string) {
-		recorded = append(recorded, kind+" "+outcome)
-	})
-
-	if want := []string{"first", "second", "third", "fourth"}; !slices.Equal(ran, want) {
-		t.Errorf("ran %q, want %q", ran, want)
-	}
-	if want := []string{"http failure", "signal success", "signal failure", "http success"}; !slices.Equal(recorded, want) {
-		t.Errorf("recorded %q, want %q", recorded, want)
-	}
-	wantErr := "onChange[0]: boom\nonChange[2]: signal: no luck"
-	if err == nil || err.Error() != wantErr || !errors.Is(err, boom) {
-		t.Errorf("got error %q, want %q wrapping boom", err, wantErr)
-	}
-
-	type line struct {
-		Level, Msg  string
-		ActionIndex *int   `json:"action_index"`
-		Kind, Error string `json:",omitempty"`
-	}
-	var got []line
-	dec := json.NewDecoder(&logs)
-	for dec.More() {
-		var l line
-		if err := dec.Decode(&l); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, l)
-	}
-	if len(got) != 2 {
-		t.Fatalf("got %d log lines, want one per failure: %s", len(got), logs.String())
-	}
-	for i, want := range []struct {
-		index      int
-		kind, text string
-	}{{0, "http", "boom"}, {2, "signal", "signal: no luck"}} {
-		l := got[i]
-		if l.Level != "ERROR" || l.ActionIndex == nil || *l.ActionIndex != want.index || l.Kind != want.kind || l.Error != want.text {
-			t.Errorf("log line %d = %+v, want level ERROR, action_index %d, kind %s, error %q", i, l, want.index, want.kind, want.text)
-		}
-	}
-}
-
-func TestRunAllNoFailures(t *testing.T) {
-	t.Parallel()
-	var ran []string
-	var logs bytes.Buffer
-	err := RunAll(context.Background(), []Action{fakeAction{"http", "a", nil, &ran}}, slog.New(slog.NewJSONHandler(&logs, nil)), nil)
-	if err != nil || logs.Len() != 0 || len(ran) != 1 {
-		t.Fatalf("err %v, logs %q, ran %q", err, logs.String(), ran)
 	}
 }

@@ -26,7 +26,7 @@ func newChildSignal(field string, c config.SignalAction, child Child) (*childSig
 
 func (a *childSignal) Kind() string { return "signal" }
 
-func (a *childSignal) Run(context.Context) error {
+func (a *childSignal) Run(context.Context, Change) error {
 	if err := a.child.Signal(a.sig); err != nil {
 		return fmt.Errorf("signal: %s to the app: %w", a.sigName, err)
 	}
@@ -54,8 +54,8 @@ func newRestart(field string, c config.RestartAction, child Child) (*restart, er
 
 func (a *restart) Kind() string { return "restart" }
 
-func (a *restart) Run(ctx context.Context) error {
-	if err := a.child.Restart(ctx, a.grace); err != nil {
+func (a *restart) Run(ctx context.Context, c Change) error {
+	if err := a.child.Restart(ctx, c, a.grace); err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}
 	return nil

@@ -34,7 +34,7 @@ func TestHelperProcess(t *testing.T) {
 	case "signal":
 		acts, err := New([]config.Action{{Signal: &config.SignalAction{Process: os.Getenv("ACTION_TEST_PROCESS")}}}, Options{})
 		if err == nil {
-			err = acts[0].Run(context.Background())
+			err = acts[0].Run(context.Background(), Change{})
 		}
 		if err != nil {
 			fmt.Printf("error: %v\n", err)

@@ -72,7 +72,7 @@ func newHTTP(field string, c config.HTTPAction, client *http.Client) (*httpActio
 
 func (a *httpAction) Kind() string { return "http" }
 
-func (a *httpAction) Run(ctx context.Context) error {
+func (a *httpAction) Run(ctx context.Context, _ Change) error {
 	timedOut := fmt.Errorf("no response within %s", a.timeout)
 	ctx, cancel := context.WithTimeoutCause(ctx, a.timeout, timedOut)
 	defer cancel()

@@ -76,7 +76,7 @@ func TestHTTPOneRequestPerRun(t *testing.T) {
 				t.Errorf("Kind() = %q, want http", a.Kind())
 			}
 			for run := 1; run <= 2; run++ {
-				if err := a.Run(context.Background()); err != nil {
+				if err := a.Run(context.Background(), Change{}); err != nil {
 					t.Fatal(err)
 				}
 				got := s.got()
@@ -113,7 +113,7 @@ func TestHTTPWrongStatus(t *testing.T) {
 			t.Parallel()
 			s := newReloadServer(t, tc.reply)
 			a := newHTTPAction(t, config.HTTPAction{URL: s.URL + "/-/reload", ExpectStatus: tc.expect})
-			err := a.Run(context.Background())
+			err := a.Run(context.Background(), Change{})
 			want := "http: POST " + s.URL + "/-/reload: " + tc.want
 			if err == nil || err.Error() != want {
 				t.Fatalf("got error %v\nwant %s", err, want)
@@ -136,7 +136,7 @@ func TestHTTPTimeout(t *testing.T) {
 	})
 	defer close(release) // before s.Close, which waits for the handler
 	a := newHTTPAction(t, config.HTTPAction{URL: s.URL, Timeout: "50ms"})
-	err := a.Run(context.Background())
+	err := a.Run(context.Background(), Change{})
 	want := "http: POST " + s.URL + ": no response within 50ms: context deadline exceeded"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got error %v\nwant %s", err, want)
@@ -148,7 +148,7 @@ func TestHTTPCanceled(t *testing.T) {
 	s := newReloadServer(t, status(200, ""))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := newHTTPAction(t, config.HTTPAction{URL: s.URL}).Run(ctx)
+	err := newHTTPAction(t, config.HTTPAction{URL: s.URL}).Run(ctx, Change{})
 	want := "http: POST " + s.URL + ": context canceled"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got error %v\nwant %s", err, want)
@@ -171,7 +171,7 @@ func TestHTTPRedirects(t *testing.T) {
 		}
 	})
 
-	err := newHTTPAction(t, config.HTTPAction{URL: s.URL + "/away"}).Run(context.Background())
+	err := newHTTPAction(t, config.HTTPAction{URL: s.URL + "/away"}).Run(context.Background(), Change{})
 	want := "http: POST " + s.URL + "/away: redirect to " + otherURL + " refused: it leaves " + strings.TrimPrefix(s.URL, "http://")
 	if err == nil || err.Error() != want {
 		t.Fatalf("got error %v\nwant %s", err, want)
@@ -180,7 +180,7 @@ func TestHTTPRedirects(t *testing.T) {
 		t.Errorf("the other host got %q", got)
 	}
 
-	if err := newHTTPAction(t, config.HTTPAction{URL: s.URL + "/old"}).Run(context.Background()); err != nil {
+	if err := newHTTPAction(t, config.HTTPAction{URL: s.URL + "/old"}).Run(context.Background(), Change{}); err != nil {
 		t.Fatalf("same-host redirect: %v", err)
 	}
 	wantCalls := []string{
@@ -197,7 +197,7 @@ func TestHTTPPasswordNotInErrors(t *testing.T) {
 	t.Parallel()
 	s := newReloadServer(t, status(500, ""))
 	u := strings.Replace(s.URL, "http://", "http://admin:hunter2@", 1)
-	err := newHTTPAction(t, config.HTTPAction{URL: u}).Run(context.Background())
+	err := newHTTPAction(t, config.HTTPAction{URL: u}).Run(context.Background(), Change{})
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("got error %v, want one without the password", err)
 	}

@@ -86,7 +86,7 @@ func (a *signalAction) Kind() string { return "signal" }
 
 // Run sends the signal. A signal cannot be half sent, so there is nothing for
 // ctx to cut short.
-func (a *signalAction) Run(context.Context) error {
+func (a *signalAction) Run(context.Context, Change) error {
 	if a.pidFile != "" {
 		return a.runPIDFile()
 	}

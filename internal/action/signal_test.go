@@ -42,7 +42,7 @@ func TestSignalPIDFileSendsOneSIGHUPPerRun(t *testing.T) {
 		t.Errorf("Kind() = %q, want signal", a.Kind())
 	}
 	for range 3 {
-		if err := a.Run(context.Background()); err != nil {
+		if err := a.Run(context.Background(), Change{}); err != nil {
 			t.Fatal(err)
 		}
 		h.expectSignals(t, []int{h.pid}, fmt.Sprintf("sig %d HUP", h.pid))
@@ -55,7 +55,7 @@ func TestSignalProcessNameSendsOneSIGHUP(t *testing.T) {
 	h := startCounter(t, helperOpts{exe: exe})
 	a := newOne(t, config.Action{Signal: &config.SignalAction{Process: name}}, Options{})
 	for range 2 {
-		if err := a.Run(context.Background()); err != nil {
+		if err := a.Run(context.Background(), Change{}); err != nil {
 			t.Fatal(err)
 		}
 		h.expectSignals(t, []int{h.pid}, fmt.Sprintf("sig %d HUP", h.pid))
@@ -67,7 +67,7 @@ func TestSignalProcessNameSkipsChildrenOfAMatch(t *testing.T) {
 	exe, name := namedExe(t, t.TempDir(), testBinary(t))
 	h := startCounter(t, helperOpts{exe: exe, child: true})
 	a := newOne(t, config.Action{Signal: &config.SignalAction{Process: name}}, Options{})
-	if err := a.Run(context.Background()); err != nil {
+	if err := a.Run(context.Background(), Change{}); err != nil {
 		t.Fatal(err)
 	}
 	h.expectSignals(t, []int{h.pid, h.child}, fmt.Sprintf("sig %d HUP", h.pid))
@@ -81,7 +81,7 @@ func TestSignalConfiguredSignalIsSent(t *testing.T) {
 		{Process: name, Signal: "sigusr1"},
 		{PIDFile: writePIDFile(t, h.pid), Signal: "SIGUSR1"},
 	} {
-		if err := newOne(t, config.Action{Signal: &c}, Options{}).Run(context.Background()); err != nil {
+		if err := newOne(t, config.Action{Signal: &c}, Options{}).Run(context.Background(), Change{}); err != nil {
 			t.Fatal(err)
 		}
 		h.expectSignals(t, []int{h.pid}, fmt.Sprintf("sig %d USR1", h.pid))
@@ -91,7 +91,7 @@ func TestSignalConfiguredSignalIsSent(t *testing.T) {
 func TestSignalNoProcess(t *testing.T) {
 	t.Parallel()
 	a := newOne(t, config.Action{Signal: &config.SignalAction{Process: "no-such-proc-x"}}, Options{})
-	err := a.Run(context.Background())
+	err := a.Run(context.Background(), Change{})
 	want := `signal: no process named "no-such-proc-x" is visible: the agent and the app must share a PID namespace (pidMode: "task" in the task definition)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got error %v, want %s", err, want)
@@ -128,7 +128,7 @@ func TestSignalPIDFileErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := newOne(t, config.Action{Signal: &config.SignalAction{PIDFile: tc.path}}, Options{SelfPID: 777})
-			err := a.Run(context.Background())
+			err := a.Run(context.Background(), Change{})
 			if err == nil || err.Error() != tc.want {
 				t.Fatalf("got error %v\nwant %s", err, tc.want)
 			}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/action"
@@ -192,7 +193,7 @@ func (l *Loop) cycle(ctx context.Context) Outcome {
 		}
 		l.log.Info("secrets changed", "secrets", changed, "files", n)
 		if n > 0 || l.settings.OutputDir == "" {
-			_ = action.RunAll(ctx, l.actions, l.log, l.metrics.Action)
+			l.act(ctx, changed)
 		}
 	}
 	o := outcome(failed)
@@ -252,7 +253,7 @@ func (l *Loop) apply(ctx context.Context, s *config.Settings) bool {
 		return true
 	}
 	if n > 0 || (l.settings.OutputDir == "" && len(missing) > 0) {
-		_ = action.RunAll(ctx, l.actions, l.log, l.metrics.Action)
+		l.act(ctx, nil)
 	}
 	return true
 }
@@ -368,4 +369,17 @@ func outcome(failed map[string]*fetch.Error) Outcome {
 		o = Failed
 	}
 	return o
+}
+
+// act runs every action once on the current values.
+func (l *Loop) act(ctx context.Context, changed []string) {
+	c := action.Change{Settings: l.settings, Values: maps.Clone(l.have), Changed: changed}
+	for i, a := range l.actions {
+		outcome := "success"
+		if err := a.Run(ctx, c); err != nil {
+			outcome = "failure"
+			l.log.Error("onChange action failed", "action_index", i, "kind", a.Kind(), "error", err)
+		}
+		l.metrics.Action(a.Kind(), outcome)
+	}
 }

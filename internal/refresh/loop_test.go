@@ -113,8 +113,8 @@ func (j joined) Unwrap() []error { return j }
 // countAction counts its runs.
 type countAction struct{ runs *int }
 
-func (countAction) Kind() string                { return "signal" }
-func (a countAction) Run(context.Context) error { *a.runs++; return nil }
+func (countAction) Kind() string                               { return "signal" }
+func (a countAction) Run(context.Context, action.Change) error { *a.runs++; return nil }
 
 type harness struct {
 	loop   *Loop
