@@ -30,6 +30,8 @@ type Metrics struct {
 	changes      *prometheus.CounterVec
 	actions      *prometheus.CounterVec
 	filesWritten *prometheus.CounterVec
+	pending      prometheus.Gauge
+	renderFail   prometheus.Gauge
 }
 
 // New registers the agent's metrics with reg (it panics, as MustRegister
@@ -52,10 +54,7 @@ func New(reg prometheus.Registerer, version string, ready func() bool) *Metrics 
 			Name:      "ready",
 			Help:      "1 when /readyz answers 200: the first render is done and no secret has been stale longer than refresh.maxStale; else 0.",
 		}, func() float64 {
-			if ready() {
-				return 1
-			}
-			return 0
+			return b2f(ready())
 		})
 	}
 
@@ -68,7 +67,7 @@ func New(reg prometheus.Registerer, version string, ready func() bool) *Metrics 
 		apiDuration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace,
 			Name:      "api_request_duration_seconds",
-			Help:      "Wall time of AWS API calls, retries included, by service and operation.",
+			Help:      "Wall time of each AWS API call attempt (a retried call is observed once per attempt), by service and operation.",
 			// A same-region call takes 5–50 ms; SDK retries under throttling
 			// stretch one to seconds, and 10 s is where callers give up.
 			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
@@ -108,6 +107,16 @@ func New(reg prometheus.Registerer, version string, ready func() bool) *Metrics 
 			Name:      "files_written_total",
 			Help:      "Output files written, by reason: change (a value changed) or repair (the file was deleted or modified on disk).",
 		}, []string{"reason"}),
+		pending: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "change_pending",
+			Help:      "1 while a change of the secrets has not been delivered: its render or one of its onChange actions keeps failing and is retried; else 0.",
+		}),
+		renderFail: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "render_failing",
+			Help:      "1 when the last render failed, so the files do not hold the latest values; else 0.",
+		}),
 	}
 
 	// Export the bounded series at 0 from the start, so rate() and increase()
@@ -187,6 +196,29 @@ func (m *Metrics) Action(kind, outcome string) {
 		return
 	}
 	m.actions.WithLabelValues(kind, outcome).Inc()
+}
+
+// ChangePending records whether a change is waiting to be delivered.
+func (m *Metrics) ChangePending(pending bool) {
+	if m == nil {
+		return
+	}
+	m.pending.Set(b2f(pending))
+}
+
+// RenderFailing records whether the files miss the latest values.
+func (m *Metrics) RenderFailing(failing bool) {
+	if m == nil {
+		return
+	}
+	m.renderFail.Set(b2f(failing))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // FilesWritten counts n files written; reason is change or repair.

@@ -38,6 +38,9 @@ func exercise(m *Metrics, ready *bool) {
 	m.Action("redeploy", "failure")
 	m.FilesWritten("change", 3)
 	m.FilesWritten("repair", 0) // nothing written: no change
+	m.ChangePending(true)
+	m.RenderFailing(true)
+	m.RenderFailing(false)
 	*ready = true
 }
 
@@ -59,6 +62,12 @@ ecs_secrets_agent_ready 0
 ecs_secrets_agent_refreshes_total{outcome="failure"} 0
 ecs_secrets_agent_refreshes_total{outcome="success"} 0
 ecs_secrets_agent_refreshes_total{outcome="throttled"} 0
+# HELP ecs_secrets_agent_render_failing 1 when the last render failed, so the files do not hold the latest values; else 0.
+# TYPE ecs_secrets_agent_render_failing gauge
+ecs_secrets_agent_render_failing 0
+# HELP ecs_secrets_agent_change_pending 1 while a change of the secrets has not been delivered: its render or one of its onChange actions keeps failing and is retried; else 0.
+# TYPE ecs_secrets_agent_change_pending gauge
+ecs_secrets_agent_change_pending 0
 # HELP ecs_secrets_agent_files_written_total Output files written, by reason: change (a value changed) or repair (the file was deleted or modified on disk).
 # TYPE ecs_secrets_agent_files_written_total counter
 ecs_secrets_agent_files_written_total{reason="change"} 0
@@ -78,7 +87,7 @@ ecs_secrets_agent_refresh_interval_seconds 0
 # TYPE ecs_secrets_agent_actions_total counter
 ecs_secrets_agent_actions_total{kind="redeploy",outcome="failure"} 1
 ecs_secrets_agent_actions_total{kind="signal",outcome="success"} 1
-# HELP ecs_secrets_agent_api_request_duration_seconds Wall time of AWS API calls, retries included, by service and operation.
+# HELP ecs_secrets_agent_api_request_duration_seconds Wall time of each AWS API call attempt (a retried call is observed once per attempt), by service and operation.
 # TYPE ecs_secrets_agent_api_request_duration_seconds histogram
 ecs_secrets_agent_api_request_duration_seconds_bucket{operation="DescribeSecret",service="secretsmanager",le="0.005"} 0
 ecs_secrets_agent_api_request_duration_seconds_bucket{operation="DescribeSecret",service="secretsmanager",le="0.01"} 0
@@ -123,6 +132,9 @@ ecs_secrets_agent_api_requests_total{operation="GetParameters",outcome="throttle
 # HELP ecs_secrets_agent_build_info Always 1; the labels say which agent version and Go release built this binary.
 # TYPE ecs_secrets_agent_build_info gauge
 ecs_secrets_agent_build_info{goversion=%q,version="1.2.3"} 1
+# HELP ecs_secrets_agent_change_pending 1 while a change of the secrets has not been delivered: its render or one of its onChange actions keeps failing and is retried; else 0.
+# TYPE ecs_secrets_agent_change_pending gauge
+ecs_secrets_agent_change_pending 1
 # HELP ecs_secrets_agent_files_written_total Output files written, by reason: change (a value changed) or repair (the file was deleted or modified on disk).
 # TYPE ecs_secrets_agent_files_written_total counter
 ecs_secrets_agent_files_written_total{reason="change"} 3
@@ -138,6 +150,9 @@ ecs_secrets_agent_refresh_interval_seconds 450
 ecs_secrets_agent_refreshes_total{outcome="failure"} 0
 ecs_secrets_agent_refreshes_total{outcome="success"} 1
 ecs_secrets_agent_refreshes_total{outcome="throttled"} 1
+# HELP ecs_secrets_agent_render_failing 1 when the last render failed, so the files do not hold the latest values; else 0.
+# TYPE ecs_secrets_agent_render_failing gauge
+ecs_secrets_agent_render_failing 0
 # HELP ecs_secrets_agent_secret_changes_total Times the secret's value changed in AWS and its files were rewritten.
 # TYPE ecs_secrets_agent_secret_changes_total counter
 ecs_secrets_agent_secret_changes_total{name="API_KEY"} 0
