@@ -1,7 +1,7 @@
 // Package refresh keeps the rendered secrets current: the first render,
 // then a loop that polls for rotation at the lowest API cost, rewrites what
-// changed, repairs tampered files, and runs the onChange actions once per
-// changed cycle.
+// changed, repairs tampered files, and delivers each change to the app
+// through the onChange actions, at least once.
 package refresh
 
 import (
@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/action"
@@ -29,6 +31,12 @@ type Source interface {
 
 // Loop is one agent's refresh state. Its methods are not safe for concurrent
 // use: Run owns it.
+//
+// A change of the secrets is delivered in two steps, and survives a failure
+// of either: its values are first "undelivered" (newer than the files) until
+// a render succeeds, then "pending" (in the files) until every onChange
+// action has succeeded on it. A newer change supersedes a pending one: the
+// actions run again, all of them, on the newer snapshot.
 type Loop struct {
 	src      Source
 	settings *config.Settings
@@ -41,9 +49,26 @@ type Loop struct {
 	newActs  func([]config.Action) ([]action.Action, error)
 
 	dir        *render.Dir
-	have       map[string]fetch.Result // last good value of each secret
+	written    map[string]bool         // paths the last successful render planned
+	have       map[string]fetch.Result // newest value of each secret, rendered or not
 	staleSince map[string]time.Time
 	sched      *Schedule
+
+	changed     map[string]bool // secrets whose newest value is not yet delivered
+	undelivered bool            // a change (values or configuration) not yet rendered
+	renderErr   string          // why the files miss the newest values; "" when they hold them
+	renderSince time.Time
+	pending     *pending
+	retryIn     time.Duration // set when a pending action failed: when to retry
+	repairFails int
+}
+
+// pending is a rendered change whose actions have not all succeeded.
+type pending struct {
+	change   action.Change
+	todo     []int // indexes into Loop.actions still to succeed, in order
+	failures int   // consecutive failed attempts
+	since    time.Time
 }
 
 // Options configure a Loop. Metrics may be nil.
@@ -67,9 +92,18 @@ func New(o Options) (*Loop, error) {
 	return &Loop{
 		src: o.Source, settings: o.Settings, actions: acts, metrics: o.Metrics, status: o.Status,
 		log: o.Log, rand: o.Rand, now: time.Now, newActs: o.Actions,
-		have: map[string]fetch.Result{}, staleSince: map[string]time.Time{},
-		sched: NewSchedule(o.Settings.Interval, o.Settings.Jitter, o.Rand),
+		have: map[string]fetch.Result{}, staleSince: map[string]time.Time{}, changed: map[string]bool{},
+		sched: newSchedule(o.Settings, o.Rand),
 	}, nil
+}
+
+// newSchedule is the refresh schedule of s. Throttling may stretch the
+// interval, but never past half of maxStale: an agent that merely slowed
+// down must not report its secrets as stale.
+func newSchedule(s *config.Settings, rnd func() float64) *Schedule {
+	sc := NewSchedule(s.Interval, s.Jitter, rnd)
+	sc.Cap = s.MaxStale / 2
+	return sc
 }
 
 // Close releases the output directory.
@@ -80,8 +114,16 @@ func (l *Loop) Close() error {
 	return l.dir.Close()
 }
 
-// Start does the first render, all or nothing as `init` does, retrying with
-// backoff until ctx ends (the start-up deadline). The agent is ready after.
+// permanentError is a first render that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Start does the first render, all or nothing as `init` does. Transient
+// failures are retried with backoff until ctx ends (the start-up deadline);
+// a permanent one (access denied, not found, invalid) ends it at once, since
+// the fix is the operator's. The agent is ready after.
 func (l *Loop) Start(ctx context.Context) error {
 	backoff := NewSchedule(l.settings.Interval, 0, l.rand)
 	for {
@@ -89,7 +131,11 @@ func (l *Loop) Start(ctx context.Context) error {
 		if err == nil {
 			l.status.Rendered()
 			l.metrics.SetInterval(l.sched.Interval())
+			l.probe()
 			return nil
+		}
+		if _, ok := errors.AsType[*permanentError](err); ok {
+			return err
 		}
 		wait := backoff.Next(Failed)
 		l.log.Warn("first render failed; retrying", "retry_in", wait.Round(time.Millisecond).String(), "error", err.Error())
@@ -106,14 +152,36 @@ func (l *Loop) firstRender(ctx context.Context) error {
 	out, err := l.src.Fetch(ctx, reqs)
 	l.account(out, err)
 	if err != nil {
-		return fmt.Errorf("%d secrets could not be resolved", len(fetch.Errors(err)))
+		failed := failures(err)
+		err = fmt.Errorf("%d secrets could not be resolved", len(failed))
+		for _, e := range failed {
+			if e.Class() == fetch.Permanent {
+				return &permanentError{fmt.Errorf("%w; not retried: AccessDenied, not-found and invalid references need a fix, which the error lines above give", err)}
+			}
+		}
+		return err
 	}
 	l.have = out.Values
-	if _, err = l.render("change"); err != nil {
+	if _, err = l.write("change"); err != nil {
 		return err
 	}
 	l.track(reqs, nil) // every secret fresh, and its series exported from the start
 	return nil
+}
+
+// probe checks once, after the first render, that each action's target can
+// be found. The app may still be starting, so a miss is a warning.
+func (l *Loop) probe() {
+	for i, a := range l.actions {
+		p, ok := a.(interface{ Probe() error })
+		if !ok {
+			continue
+		}
+		if err := p.Probe(); err != nil {
+			l.log.Warn("onChange action's target not found yet (the app may still be starting): "+err.Error(),
+				"action_index", i, "kind", a.Kind())
+		}
+	}
 }
 
 // Events are the loop's triggers besides its timer.
@@ -123,14 +191,15 @@ type Events struct {
 }
 
 // repairDelay lets a burst of file events (our own renames among them)
-// settle into one pass over the files.
+// settle into one pass over the files. Failing repairs back off from it.
 const repairDelay = 250 * time.Millisecond
 
-// Run refreshes until ctx ends.
+// Run refreshes until ctx ends. Actions run inside Run, so none is left
+// running when it returns.
 func (l *Loop) Run(ctx context.Context, ev Events) error {
 	timer := time.NewTimer(l.sched.First())
 	defer timer.Stop()
-	var repair <-chan time.Time
+	var repair, retry <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -140,93 +209,237 @@ func (l *Loop) Run(ctx context.Context, ev Events) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			timer.Reset(l.sched.Next(o))
+			wait := l.sched.Next(o)
+			timer.Reset(wait)
 			l.metrics.SetInterval(l.sched.Interval())
+			l.log.Debug("next refresh", "in", wait.Round(time.Millisecond).String())
 		case s := <-ev.Config:
 			if l.apply(ctx, s) {
 				timer.Reset(l.sched.Next(Succeeded))
 			}
 		case <-ev.Output:
 			if repair == nil {
-				repair = time.After(repairDelay)
+				repair = time.After(l.repairWait())
 			}
 		case <-repair:
 			repair = nil
-			if n, err := l.render("repair"); err != nil {
-				l.log.Error("cannot repair output files: " + err.Error())
-			} else if n > 0 {
-				l.log.Info("output files repaired", "files", n)
-			}
+			l.deliver(ctx, "repair", false)
+		case <-retry:
+			retry = nil
+			l.runPending(ctx)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if l.retryIn > 0 {
+			retry, l.retryIn = time.After(l.retryIn), 0
 		}
 	}
 }
 
-// cycle polls, fetches what moved, renders, and acts once if anything changed.
+// repairWait doubles the repair delay for each repair that failed in a row,
+// up to the interval: files that cannot be written must not turn every
+// file event into an error line.
+func (l *Loop) repairWait() time.Duration {
+	return min(repairDelay<<min(l.repairFails, 16), max(l.settings.Interval, repairDelay))
+}
+
+// cycleTimeout bounds one refresh cycle, so a hung call (a network
+// blackhole lasts as long as TCP retransmission) makes the secrets stale
+// instead of silently aging them.
+func cycleTimeout(interval time.Duration) time.Duration {
+	return min(max(interval, 10*time.Second), time.Minute)
+}
+
+// cycle polls, fetches what moved, and delivers what changed.
 func (l *Loop) cycle(ctx context.Context) Outcome {
+	cctx, cancel := context.WithTimeout(ctx, cycleTimeout(l.settings.Interval))
+	defer cancel()
 	reqs := requests(l.settings)
-	moved, pollErr := l.src.Poll(ctx, reqs, l.have)
+	moved, pollErr := l.src.Poll(cctx, reqs, l.have)
 	failed := failures(pollErr)
-	var changed []string
 	if len(moved) > 0 {
-		out, err := l.src.Fetch(ctx, subset(reqs, moved))
-		for name, res := range out.Values {
-			if old, ok := l.have[name]; !ok || !old.Value.Equal(res.Value) || old.Binary != res.Binary {
-				changed = append(changed, name)
-			}
-			l.have[name] = res
-		}
-		for name, e := range failures(err) {
-			failed[name] = e
-		}
+		out, err := l.src.Fetch(cctx, subset(reqs, moved))
+		l.take(out)
+		maps.Copy(failed, failures(err))
 	}
-	l.track(reqs, failed)
 	if ctx.Err() != nil {
+		// Stopping (SIGTERM), not failing: nothing went stale.
 		return Failed
 	}
-	n, err := l.render("change")
-	if err != nil {
-		l.log.Error("cannot render; the files in place are unchanged: " + err.Error())
-	}
-	if len(changed) > 0 {
-		for _, name := range changed {
-			l.metrics.SecretChanged(name)
-		}
-		l.log.Info("secrets changed", "secrets", changed, "files", n)
-		if n > 0 || l.settings.OutputDir == "" {
-			l.act(ctx, changed)
-		}
-	}
+	l.log.Debug("refresh cycle", "secrets", len(reqs), "moved", len(moved), "failed", len(failed))
+	l.track(reqs, failed)
+	l.deliver(ctx, "change", false)
 	o := outcome(failed)
 	l.metrics.RefreshDone(map[Outcome]string{Succeeded: "success", Failed: "failure", Throttled: "throttled"}[o])
 	return o
 }
 
+// take records fetched values; a value that differs from the one held is a
+// change to deliver. An optional secret that is gone from AWS is a change
+// too: its files are removed, as they would not exist had the agent started
+// now.
+func (l *Loop) take(out fetch.Outcome) {
+	for name, res := range out.Values {
+		if old, ok := l.have[name]; !ok || !old.Value.Equal(res.Value) || old.Binary != res.Binary {
+			l.changed[name] = true
+		}
+		l.have[name] = res
+	}
+	for _, e := range out.Skipped {
+		if _, ok := l.have[e.Name]; ok {
+			delete(l.have, e.Name)
+			l.changed[e.Name] = true
+			l.log.Warn("optional secret is gone; removing its files: "+e.Error(), e.LogAttrs()...)
+		}
+	}
+	if len(l.changed) > 0 {
+		l.undelivered = true
+	}
+}
+
+// deliver renders the newest values and, once they are in the files, acts
+// on the change they make. A render that fails leaves the change
+// undelivered, to be tried again by the next cycle or repair. With
+// filesAreChange (a configuration reload), rewritten files are a change
+// even if no value moved.
+func (l *Loop) deliver(ctx context.Context, reason string, filesAreChange bool) {
+	n, err := l.render(reason)
+	if err != nil {
+		l.updatePending()
+		return
+	}
+	if n > 0 && filesAreChange {
+		l.undelivered = true
+	}
+	if l.undelivered {
+		names := slices.Sorted(maps.Keys(l.changed))
+		for _, name := range names {
+			l.metrics.SecretChanged(name)
+		}
+		if len(names) > 0 {
+			l.log.Info("secrets changed", "secrets", names, "files", n)
+		}
+		clear(l.changed)
+		l.undelivered = false
+		l.supersede(names)
+	}
+	l.runPending(ctx)
+}
+
+// supersede makes the newest rendered state the pending change: every
+// action runs on it, whatever an older pending change had done.
+func (l *Loop) supersede(names []string) {
+	c := action.Change{Settings: l.settings, Values: maps.Clone(l.have), Changed: names}
+	for _, n := range names {
+		if r, ok := l.have[n]; ok && r.Modified.After(c.At) {
+			c.At = r.Modified
+		}
+	}
+	p := &pending{change: c, since: l.now()}
+	if old := l.pending; old != nil {
+		c.Changed = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(old.change.Changed), names...))))
+		c.At = maxTime(c.At, old.change.At)
+		p.change, p.since = c, old.since
+		l.log.Info("a newer change supersedes the one still being delivered; running every action on the newer one")
+	}
+	for i := range l.actions {
+		p.todo = append(p.todo, i)
+	}
+	l.pending = p
+}
+
+// runPending runs the pending change's actions that have not succeeded yet,
+// in order; one failing does not keep the others from running. Failures are
+// retried with capped backoff (Run waits retryIn).
+func (l *Loop) runPending(ctx context.Context) {
+	p := l.pending
+	if p == nil {
+		return
+	}
+	var failed []int
+	var reasons []string
+	for _, i := range p.todo {
+		a := l.actions[i]
+		err := a.Run(ctx, p.change)
+		if ctx.Err() != nil {
+			return // stopping: not the action's failure
+		}
+		if err != nil {
+			l.metrics.Action(a.Kind(), "failure")
+			failed = append(failed, i)
+			reasons = append(reasons, fmt.Sprintf("onChange[%d] %s: %v", i, a.Kind(), err))
+			continue
+		}
+		l.metrics.Action(a.Kind(), "success")
+		if p.failures > 0 {
+			l.log.Info("onChange action succeeded on retry", "action_index", i, "kind", a.Kind(), "attempts", p.failures+1)
+		}
+	}
+	p.todo = failed
+	if len(failed) == 0 {
+		l.pending = nil
+		l.status.Resolved("actions")
+		l.updatePending()
+		return
+	}
+	p.failures++
+	l.retryIn = l.actionBackoff(p.failures)
+	for k, i := range failed {
+		l.log.Error("onChange action failed; retrying", "action_index", i, "kind", l.actions[i].Kind(),
+			"attempt", p.failures, "retry_in", l.retryIn.String(), "error", reasons[k])
+	}
+	l.status.Problem("actions", "change not delivered: "+strings.Join(reasons, "; "), p.since)
+	l.updatePending()
+}
+
+// actionBackoff is 1s doubling per failure, capped at the interval and at a
+// minute: an app that is back should not wait long for its reload.
+func (l *Loop) actionBackoff(failures int) time.Duration {
+	return min(time.Second<<min(failures-1, 16), max(min(l.settings.Interval, time.Minute), time.Second))
+}
+
+func (l *Loop) updatePending() {
+	l.metrics.ChangePending(l.pending != nil || l.undelivered)
+}
+
 // apply switches to a reloaded configuration: fetch what is new, drop what
-// is gone, render, and act if values changed. It reports whether the new
-// settings were taken.
+// is gone (its files too), render, and deliver the change. It reports
+// whether the new settings were taken.
 func (l *Loop) apply(ctx context.Context, s *config.Settings) bool {
+	old := l.settings
+	if s.MetricsAddr != old.MetricsAddr {
+		l.log.Error(fmt.Sprintf("reloaded configuration rejected; keeping the old one: metricsAddr %q → %q takes a restart of the agent", old.MetricsAddr, s.MetricsAddr))
+		return false
+	}
 	acts, err := l.newActs(s.OnChange)
 	if err != nil {
 		l.log.Error("reloaded configuration rejected; keeping the old one: " + err.Error())
 		return false
 	}
-	if s.OutputDir != l.settings.OutputDir && l.dir != nil {
+	if s.OutputDir != old.OutputDir && l.dir != nil {
+		// The files in the old directory are no longer kept fresh: remove
+		// them rather than leave stale copies readable.
+		if _, err := l.dir.Remove(slices.Sorted(maps.Keys(l.written))); err != nil {
+			l.log.Error("cannot remove the files from the previous output directory: "+err.Error(), "output_dir", old.OutputDir)
+		}
 		_ = l.dir.Close()
-		l.dir = nil
+		l.dir, l.written = nil, nil
 	}
-	old := l.settings
 	l.settings, l.actions = s, acts
-	l.sched = NewSchedule(s.Interval, s.Jitter, l.rand)
+	l.sched = newSchedule(s, l.rand)
+	l.status.SetMaxStale(s.MaxStale)
+
 	keep := map[string]bool{}
 	var missing []fetch.Request
 	for _, r := range requests(s) {
-		prev, ok := findSecret(old, r.Name)
-		if ok && prev.Ref == r.Ref {
+		if prev, ok := findSecret(old, r.Name); ok && prev.Ref == r.Ref {
 			keep[r.Name] = true
 			continue
 		}
 		missing = append(missing, r)
 	}
+	removed := 0
 	for name := range l.have {
 		if !keep[name] {
 			delete(l.have, name)
@@ -234,38 +447,75 @@ func (l *Loop) apply(ctx context.Context, s *config.Settings) bool {
 	}
 	for _, sec := range old.Secrets {
 		if _, still := findSecret(s, sec.Name); !still {
+			removed++
 			delete(l.staleSince, sec.Name)
+			delete(l.changed, sec.Name)
 			l.status.Forget(sec.Name)
 			l.metrics.ForgetSecret(sec.Name)
 		}
 	}
-	l.log.Info("configuration reloaded", "secrets", len(s.Secrets), "new_or_changed", len(missing))
+	l.log.Info("configuration reloaded", "secrets", len(s.Secrets), "new_or_changed", len(missing), "removed", removed)
 	if len(missing) > 0 {
 		out, err := l.src.Fetch(ctx, missing)
-		for name, res := range out.Values {
-			l.have[name] = res
-		}
+		l.take(out)
 		l.track(missing, failures(err))
 	}
-	n, err := l.render("change")
-	if err != nil {
-		l.log.Error("cannot render the reloaded configuration; the files in place are unchanged: " + err.Error())
-		return true
+	if removed > 0 || len(missing) > 0 || l.pending != nil {
+		// Actions and settings changed under a pending change: it is
+		// delivered anew with the new ones.
+		l.undelivered = true
 	}
-	if n > 0 || (l.settings.OutputDir == "" && len(missing) > 0) {
-		l.act(ctx, nil)
-	}
+	l.deliver(ctx, "change", true)
 	return true
 }
 
-// Values returns the last good value of each secret. Actions call it from
-// inside the loop (exec mode's restart builds the child's environment).
+// Values returns the last good value of each secret (exec mode builds the
+// child's first environment from it).
 func (l *Loop) Values() map[string]fetch.Result { return l.have }
 
-// render writes every planned file from the last good values and returns
-// how many changed. With no output directory (exec mode) it only checks
-// that the values still plan, and writes nothing.
+// render writes the files from the newest values and records whether they
+// hold them: a failure is logged once when it starts and once when it ends,
+// and shown by a metric and /readyz while it lasts.
 func (l *Loop) render(reason string) (int, error) {
+	n, err := l.write(reason)
+	now := l.now()
+	switch {
+	case err != nil && l.renderErr == "":
+		l.renderSince = now
+		if n > 0 {
+			l.log.Error(fmt.Sprintf("render failed after writing %d files; the others keep their previous content: %v", n, err))
+		} else {
+			l.log.Error("cannot render; the files in place are unchanged: " + err.Error())
+		}
+		fallthrough
+	case err != nil:
+		if l.renderErr != "" && l.renderErr != err.Error() {
+			l.log.Debug("render still failing: " + err.Error())
+		}
+		l.renderErr = err.Error()
+		l.repairFails++
+		l.metrics.RenderFailing(true)
+		l.status.Problem("render", "files do not hold the latest values: "+l.renderErr, l.renderSince)
+	case l.renderErr != "":
+		l.log.Info("render succeeded again; the files hold the latest values", "files", n,
+			"failing_for", now.Sub(l.renderSince).Round(time.Second).String())
+		l.renderErr, l.repairFails = "", 0
+		l.metrics.RenderFailing(false)
+		l.status.Resolved("render")
+	default:
+		l.repairFails = 0
+		if reason == "repair" && n > 0 {
+			l.log.Info("output files repaired", "files", n)
+		}
+	}
+	return n, err
+}
+
+// write writes every planned file from the newest values, removes the files
+// that are no longer planned (a removed secret, an optional secret that is
+// gone) and returns how many files it changed. With no output directory
+// (exec mode) it only checks that the values still plan.
+func (l *Loop) write(reason string) (int, error) {
 	files, err := plan.Files(l.settings, l.have)
 	if err != nil || l.settings.OutputDir == "" {
 		return 0, err
@@ -275,11 +525,35 @@ func (l *Loop) render(reason string) (int, error) {
 			return 0, err
 		}
 	}
-	n, err := l.dir.WriteAll(files)
-	if n > 0 {
-		l.metrics.FilesWritten(reason, n)
+	n, werr := l.dir.WriteAll(files)
+	l.metrics.FilesWritten(reason, n)
+	// Files no longer planned go even if another file failed: a removed
+	// secret must not stay readable because some other write failed.
+	planned := make(map[string]bool, len(files))
+	for _, f := range files {
+		planned[f.Path] = true
 	}
-	return n, err
+	var gone []string
+	for p := range l.written {
+		if !planned[p] {
+			gone = append(gone, p)
+		}
+	}
+	l.written = planned
+	if len(gone) == 0 {
+		return n, werr
+	}
+	slices.Sort(gone)
+	removed, err := l.dir.Remove(gone)
+	if removed > 0 {
+		l.log.Info("removed files no longer configured", "files", removed)
+	}
+	if err != nil {
+		for _, p := range gone {
+			l.written[p] = true // try again next time
+		}
+	}
+	return n + removed, errors.Join(werr, err)
 }
 
 // account logs and records a Fetch's skipped and failed secrets (first render).
@@ -371,15 +645,9 @@ func outcome(failed map[string]*fetch.Error) Outcome {
 	return o
 }
 
-// act runs every action once on the current values.
-func (l *Loop) act(ctx context.Context, changed []string) {
-	c := action.Change{Settings: l.settings, Values: maps.Clone(l.have), Changed: changed}
-	for i, a := range l.actions {
-		outcome := "success"
-		if err := a.Run(ctx, c); err != nil {
-			outcome = "failure"
-			l.log.Error("onChange action failed", "action_index", i, "kind", a.Kind(), "error", err)
-		}
-		l.metrics.Action(a.Kind(), outcome)
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
 	}
+	return b
 }

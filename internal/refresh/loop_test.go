@@ -29,14 +29,17 @@ type fakeSource struct {
 	mu      sync.Mutex
 	values  map[string]string
 	version map[string]int
-	fault   string // error code every request gets, "" for none
+	fault   string          // error code every request gets, "" for none
+	hang    bool            // every call blocks until its context ends
+	gone    map[string]bool // deleted from AWS: an optional request is skipped, others fail ParameterNotFound
+	script  []string        // if set, the fault of each next Poll in turn ("" none), before fault applies
 	polls   []time.Duration
 	fetched [][]string
 	start   time.Time
 }
 
 func newSource(values map[string]string) *fakeSource {
-	s := &fakeSource{values: values, version: map[string]int{}, start: time.Now()}
+	s := &fakeSource{values: values, version: map[string]int{}, gone: map[string]bool{}, start: time.Now()}
 	for k := range values {
 		s.version[k] = 1
 	}
@@ -64,7 +67,27 @@ func (s *fakeSource) errs(reqs []fetch.Request) error {
 	return joinErrs(errs)
 }
 
-func (s *fakeSource) Fetch(_ context.Context, reqs []fetch.Request) (fetch.Outcome, error) {
+// wait blocks a hung call until its context ends, like a network
+// blackhole, and returns the error fetch would.
+func (s *fakeSource) wait(ctx context.Context, reqs []fetch.Request) error {
+	s.mu.Lock()
+	hang := s.hang
+	s.mu.Unlock()
+	if !hang {
+		return nil
+	}
+	<-ctx.Done()
+	var errs []error
+	for _, r := range reqs {
+		errs = append(errs, &fetch.Error{Name: r.Name, Ref: r.Ref, Code: "Timeout", Err: ctx.Err()})
+	}
+	return joinErrs(errs)
+}
+
+func (s *fakeSource) Fetch(ctx context.Context, reqs []fetch.Request) (fetch.Outcome, error) {
+	if err := s.wait(ctx, reqs); err != nil {
+		return fetch.Outcome{Values: map[string]fetch.Result{}}, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var names []string
@@ -76,22 +99,45 @@ func (s *fakeSource) Fetch(_ context.Context, reqs []fetch.Request) (fetch.Outco
 		return fetch.Outcome{Values: map[string]fetch.Result{}}, s.errs(reqs)
 	}
 	out := fetch.Outcome{Values: map[string]fetch.Result{}}
+	var errs []error
 	for _, r := range reqs {
-		out.Values[r.Name] = fetch.Result{Value: secret.FromString(s.values[r.Name]), Version: fmt.Sprint(s.version[r.Name])}
+		if s.gone[r.Name] {
+			e := &fetch.Error{Name: r.Name, Ref: r.Ref, Code: "ParameterNotFound", Err: fmt.Errorf("not found")}
+			if r.Optional {
+				out.Skipped = append(out.Skipped, e)
+			} else {
+				errs = append(errs, e)
+			}
+			continue
+		}
+		out.Values[r.Name] = fetch.Result{Value: secret.FromString(s.values[r.Name]), Version: fmt.Sprint(s.version[r.Name]),
+			Modified: s.start.Add(time.Duration(s.version[r.Name]) * time.Hour)}
 	}
-	return out, nil
+	return out, joinErrs(errs)
 }
 
-func (s *fakeSource) Poll(_ context.Context, reqs []fetch.Request, have map[string]fetch.Result) ([]string, error) {
+func (s *fakeSource) Poll(ctx context.Context, reqs []fetch.Request, have map[string]fetch.Result) ([]string, error) {
+	if err := s.wait(ctx, reqs); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.polls = append(s.polls, time.Since(s.start))
-	if s.fault != "" {
+	if len(s.script) > 0 {
+		f := s.script[0]
+		s.script = s.script[1:]
+		if f != "" {
+			saved := s.fault
+			s.fault = f
+			defer func() { s.fault = saved }()
+			return nil, s.errs(reqs)
+		}
+	} else if s.fault != "" {
 		return nil, s.errs(reqs)
 	}
 	var changed []string
 	for _, r := range reqs {
-		if have[r.Name].Version != fmt.Sprint(s.version[r.Name]) {
+		if s.gone[r.Name] || have[r.Name].Version != fmt.Sprint(s.version[r.Name]) {
 			changed = append(changed, r.Name)
 		}
 	}
@@ -128,6 +174,13 @@ type harness struct {
 
 func newHarness(t *testing.T, cfgJSON string, values map[string]string, rnd float64) *harness {
 	t.Helper()
+	return newHarnessWith(t, cfgJSON, values, rnd, nil)
+}
+
+// newHarnessWith builds the loop with acts as its actions factory; nil
+// means one countAction.
+func newHarnessWith(t *testing.T, cfgJSON string, values map[string]string, rnd float64, acts func([]config.Action) ([]action.Action, error)) *harness {
+	t.Helper()
 	h := &harness{src: newSource(values), reg: prometheus.NewRegistry(), out: t.TempDir(), logs: &bytes.Buffer{}}
 	s, err := config.Load(config.Flags{OutputDir: h.out}, func(k string) string {
 		if k == "AGENT_CONFIG" {
@@ -139,14 +192,15 @@ func newHarness(t *testing.T, cfgJSON string, values map[string]string, rnd floa
 		t.Fatal(err)
 	}
 	h.status = status.New(s.MaxStale, time.Now)
+	if acts == nil {
+		acts = func([]config.Action) ([]action.Action, error) { return []action.Action{countAction{&h.runs}}, nil }
+	}
 	m := metrics.New(h.reg, "test", func() bool { ok, _ := h.status.Ready(); return ok })
 	h.loop, err = New(Options{
 		Source: h.src, Settings: s, Metrics: m, Status: h.status,
-		Log:  slog.New(slog.NewJSONHandler(h.logs, nil)),
-		Rand: func() float64 { return rnd },
-		Actions: func([]config.Action) ([]action.Action, error) {
-			return []action.Action{countAction{&h.runs}}, nil
-		},
+		Log:     slog.New(slog.NewJSONHandler(h.logs, nil)),
+		Rand:    func() float64 { return rnd },
+		Actions: acts,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -287,7 +341,9 @@ func TestLoopKeepsFilesWhenAWSFailsThenRecovers(t *testing.T) {
 
 func TestLoopThrottlingGrowsIntervalThenShrinks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, twoSecrets, map[string]string{"A": "a1", "B": "b1"}, 0.5)
+		// maxStale 10m: half of it (the cap on growth) is above 16 × 10s.
+		cfg := strings.Replace(twoSecrets, `"maxStale":"30s"`, `"maxStale":"10m"`, 1)
+		h := newHarness(t, cfg, map[string]string{"A": "a1", "B": "b1"}, 0.5)
 		if err := h.loop.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -308,10 +364,10 @@ func TestLoopThrottlingGrowsIntervalThenShrinks(t *testing.T) {
 	})
 }
 
-func TestLoopStartRetriesUntilDeadline(t *testing.T) {
+func TestLoopStartRetriesTransientErrorsUntilDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, twoSecrets, map[string]string{"A": "a1", "B": "b1"}, 0.5)
-		h.src.setFault("AccessDeniedException")
+		h.src.setFault("ServiceUnavailable")
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		err := h.loop.Start(ctx)

@@ -27,6 +27,9 @@ const (
 type Schedule struct {
 	Base, Jitter time.Duration
 	Rand         func() float64 // in [0, 1)
+	// Cap, when above Base, bounds what throttling may grow the interval
+	// to (the loop sets half of maxStale).
+	Cap time.Duration
 
 	current  time.Duration // the interval now, grown by throttling
 	failures int           // consecutive failed cycles
@@ -50,7 +53,11 @@ func (s *Schedule) Next(o Outcome) time.Duration {
 	switch o {
 	case Throttled:
 		s.failures = 0
-		s.current = min(s.current*2, s.Base*maxSlowdown, max(maxInterval, s.Base))
+		limit := min(s.Base*maxSlowdown, max(maxInterval, s.Base))
+		if s.Cap > 0 {
+			limit = min(limit, max(s.Cap, s.Base))
+		}
+		s.current = min(s.current*2, limit)
 		return s.jittered(s.current)
 	case Failed:
 		s.failures++
