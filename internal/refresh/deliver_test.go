@@ -504,4 +504,3 @@ func TestOptionalSecretGoneFromAWSLosesItsFile(t *testing.T) {
 		}
 	})
 }
-

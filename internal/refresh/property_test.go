@@ -62,7 +62,7 @@ func runProperty(t *testing.T, seed uint64) {
 
 	hasC, blocked, touched := false, map[string]bool{}, map[string]bool{}
 	reloaded := map[int]bool{} // by action: a reload since its last run
-	seen := map[int]int{} // runs of each action already checked
+	seen := map[int]int{}      // runs of each action already checked
 	var trace []string
 	for step := range 30 {
 		switch k := rnd.IntN(7); k {
