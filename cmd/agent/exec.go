@@ -32,13 +32,22 @@ const minRestartGap = 30 * time.Second
 // exitNotFound is what shells and Docker return for a command that cannot run.
 const exitNotFound = 127
 
-func runExec(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	sep := slices.Index(args, "--")
-	if sep < 0 || sep == len(args)-1 {
-		return usageErr(stderr, "exec: usage: agent exec [flags] -- COMMAND [ARGS...]")
-	}
+func runExec(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs, c := newFlagSet("exec", stderr)
 	fs.StringVar(&c.Interval, "interval", "", "refresh interval; setting it (or refresh in the config) keeps the app's secrets fresh")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: agent exec [flags] -- COMMAND [ARGS...]")
+		fs.PrintDefaults()
+	}
+	sep := slices.Index(args, "--")
+	if sep < 0 || sep == len(args)-1 {
+		if slices.ContainsFunc(args[:max(sep, len(args))], isHelpFlag) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return nil
+		}
+		return usageErr(stderr, "exec: usage: agent exec [flags] -- COMMAND [ARGS...]")
+	}
 	s, log, err := c.parse(fs, args[:sep], getenv, stderr)
 	if err != nil {
 		return err
@@ -126,8 +135,8 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 
 	// SIGTERM is forwarded to the app, not obeyed: the agent ends when the
 	// app does, with its exit code.
-	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopLoop()
+	loopCtx, cancelLoop := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelLoop()
 	var events refresh.Events
 	if c.ConfigPath != "" {
 		reload := func() (*config.Settings, error) {
@@ -141,7 +150,8 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 			log.Warn("cannot watch the config file; reload needs a restart", "error", err.Error())
 		}
 	}
-	go func() { _ = loop.Run(loopCtx, events) }()
+	stopLoop := goRun(loopCtx, loop, events)
+	defer stopLoop()
 	log.Info("app started; keeping its secrets fresh", "pid", sup.Pid(), "interval", s.Interval.String())
 	code := <-sup.Exited()
 	stopLoop()
@@ -150,6 +160,18 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 		return &exitError{code: code, msg: fmt.Sprintf("app exited with %d", code)}
 	}
 	return nil
+}
+
+// goRun runs the loop in the background. stop cancels it and waits until
+// Run has returned, so the deferred Closes never pull the output root from
+// under a render or the child from under an action; it may be called again.
+func goRun(ctx context.Context, loop interface {
+	Run(context.Context, refresh.Events) error
+}, ev refresh.Events) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = loop.Run(ctx, ev) }()
+	return func() { cancel(); <-done }
 }
 
 // appChild is the app as the restart and signal actions see it.
@@ -196,6 +218,10 @@ func childEnv(s *config.Settings, values map[string]fetch.Result) ([]string, err
 // runInstall copies this binary to DIR/agent, so an init container can put
 // the agent into a volume the app container runs it from.
 func runInstall(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 1 && isHelpFlag(args[0]) {
+		fmt.Fprintln(stdout, "usage: agent install DIR\n\ncopies this binary to DIR/agent (mode 0755, atomically), for `agent exec` from another container")
+		return nil
+	}
 	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
 		return usageErr(stderr, "install: usage: agent install DIR")
 	}
@@ -247,4 +273,12 @@ func copyExecutable(src, dst string) error {
 		return errors.Join(fmt.Errorf("install %s", dst), err)
 	}
 	return nil
+}
+
+func isHelpFlag(a string) bool {
+	switch a {
+	case "-h", "-help", "--help", "--h":
+		return true
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -13,7 +14,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/refresh"
 )
 
 // testApp is a stand-in app for exec: it appends "start PID VALUE" to the
@@ -368,4 +372,57 @@ func state(pid int) string {
 	}
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 	return f[0]
+}
+
+func TestExecAndInstallHelpPrintTheirUsageAndExitZero(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"exec", "-h"}, "-interval string"},
+		{[]string{"exec", "--help"}, "usage: agent exec [flags] -- COMMAND [ARGS...]"},
+		{[]string{"install", "-h"}, "usage: agent install DIR"},
+	} {
+		r := runAgent(t, nil, nil, tc.args...)
+		if r.code != 0 || !strings.Contains(r.stdout, tc.want) {
+			t.Errorf("agent %v: exit %d, stdout %q; want 0 and %q", tc.args, r.code, r.stdout, tc.want)
+		}
+	}
+	if r := runAgent(t, nil, nil, "exec"); r.code != 2 || !strings.Contains(r.stderr, "usage: agent exec") {
+		t.Errorf("agent exec with no command: exit %d, stderr %q; want 2 and the usage", r.code, r.stderr)
+	}
+}
+
+// blockingLoop's Run returns only once ctx is done and release is closed,
+// like a loop in the middle of a render when the app exits.
+type blockingLoop struct{ release chan struct{} }
+
+func (b blockingLoop) Run(ctx context.Context, _ refresh.Events) error {
+	<-ctx.Done()
+	<-b.release
+	return nil
+}
+
+func TestExecShutdownWaitsForTheLoopBeforeClosing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := blockingLoop{release: make(chan struct{})}
+		stop := goRun(context.Background(), b, refresh.Events{})
+		stopped := make(chan struct{})
+		go func() { stop(); close(stopped) }()
+		synctest.Wait()
+		select {
+		case <-stopped:
+			t.Fatal("stop returned while Run was still rendering: Close would pull the output root from under it")
+		default:
+		}
+		close(b.release)
+		synctest.Wait()
+		select {
+		case <-stopped:
+		default:
+			t.Fatal("stop did not return once Run had")
+		}
+		stop() // again, as the deferred call does: no hang
+	})
 }

@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "run":
 		return runSidecar(ctx, args, getenv, stderr)
 	case "exec":
-		return runExec(ctx, args, getenv, stderr)
+		return runExec(ctx, args, getenv, stdout, stderr)
 	case "watch":
 		return runWatch(ctx, args, getenv, stderr)
 	case "policy":
