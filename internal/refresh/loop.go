@@ -108,7 +108,7 @@ func (l *Loop) firstRender(ctx context.Context) error {
 		return fmt.Errorf("%d secrets could not be resolved", len(fetch.Errors(err)))
 	}
 	l.have = out.Values
-	if _, err = l.render("change"); err != nil {
+	if _, err = l.render(ctx, "change"); err != nil {
 		return err
 	}
 	l.track(reqs, nil) // every secret fresh, and its series exported from the start
@@ -151,7 +151,7 @@ func (l *Loop) Run(ctx context.Context, ev Events) error {
 			}
 		case <-repair:
 			repair = nil
-			if n, err := l.render("repair"); err != nil {
+			if n, err := l.render(ctx, "repair"); err != nil {
 				l.log.Error("cannot repair output files: " + err.Error())
 			} else if n > 0 {
 				l.log.Info("output files repaired", "files", n)
@@ -182,7 +182,7 @@ func (l *Loop) cycle(ctx context.Context) Outcome {
 	if ctx.Err() != nil {
 		return Failed
 	}
-	n, err := l.render("change")
+	n, err := l.render(ctx, "change")
 	if err != nil {
 		l.log.Error("cannot render; the files in place are unchanged: " + err.Error())
 	}
@@ -246,7 +246,7 @@ func (l *Loop) apply(ctx context.Context, s *config.Settings) bool {
 		}
 		l.track(missing, failures(err))
 	}
-	n, err := l.render("change")
+	n, err := l.render(ctx, "change")
 	if err != nil {
 		l.log.Error("cannot render the reloaded configuration; the files in place are unchanged: " + err.Error())
 		return true
@@ -264,13 +264,17 @@ func (l *Loop) Values() map[string]fetch.Result { return l.have }
 // render writes every planned file from the last good values and returns
 // how many changed. With no output directory (exec mode) it only checks
 // that the values still plan, and writes nothing.
-func (l *Loop) render(reason string) (int, error) {
+func (l *Loop) render(ctx context.Context, reason string) (int, error) {
 	files, err := plan.Files(l.settings, l.have)
 	if err != nil || l.settings.OutputDir == "" {
 		return 0, err
 	}
 	if l.dir == nil {
-		if l.dir, err = render.OpenDir(l.settings.OutputDir); err != nil {
+		dir := l.settings.OutputDir
+		waiting := func(holder string) {
+			l.log.Warn("waiting for the output directory: another agent holds its lock", "output_dir", dir, "holder", holder)
+		}
+		if l.dir, err = render.OpenDir(ctx, dir, waiting); err != nil {
 			return 0, err
 		}
 	}

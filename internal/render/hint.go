@@ -1,0 +1,33 @@
+package render
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// explain adds what to do to the write errors that are fixed in the task
+// definition, not in the agent: a read-only volume, or one the agent's user
+// cannot write. err stays wrapped, so errors.Is still sees the errno.
+func explain(err error, dir string) error {
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%w (the volume holding %s is read-only: mount it with \"readOnly\": false in the agent's mountPoints)", err, dir)
+	case errors.Is(err, syscall.EACCES):
+		uid := os.Geteuid()
+		return fmt.Errorf("%w (the agent runs as uid %d, which cannot write to %s: a bind-mount volume is owned by root with mode 0755 unless the image "+
+			"that first mounts it has the directory with another owner; run the agent as root (\"user\": \"0\") or create the directory owned by uid %d in the agent's image)",
+			err, uid, dir, uid)
+	}
+	return err
+}
+
+// explainChown says why a chown to the configured uid/gid was refused.
+func explainChown(err error) error {
+	if !errors.Is(err, syscall.EPERM) {
+		return err
+	}
+	return fmt.Errorf("%w (the agent runs as uid %d, and only root can give a file another owner: run the agent as root (\"user\": \"0\") "+
+		"or remove uid and gid from the configuration)", err, os.Geteuid())
+}
