@@ -85,6 +85,7 @@ func Files(s *config.Settings, fetched map[string]fetch.Result) ([]render.File, 
 		return nil, err
 	}
 	var files []render.File
+	var targets []render.Target
 	claimed := map[string]string{}
 	add := func(f render.File, what string) error {
 		if prev, ok := claimed[f.Path]; ok {
@@ -92,6 +93,7 @@ func Files(s *config.Settings, fetched map[string]fetch.Result) ([]render.File, 
 		}
 		claimed[f.Path] = what
 		files = append(files, f)
+		targets = append(targets, render.Target{Path: f.Path, By: what})
 		return nil
 	}
 	vars := make([]render.Var, 0, len(entries))
@@ -141,6 +143,11 @@ func Files(s *config.Settings, fetched map[string]fetch.Result) ([]render.File, 
 		if err := add(render.File{Path: t.Destination, Data: data, Mode: t.Mode, UID: s.UID, GID: s.GID}, fmt.Sprintf("templates[%d]", i)); err != nil {
 			return nil, err
 		}
+	}
+	// Expanded keys are known only now, and may clash with a configured
+	// path ("DB_USER" against "DB_USER/x"): fail before writing anything.
+	if err := render.CheckTargets(targets); err != nil {
+		return nil, err
 	}
 	return files, nil
 }
