@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"syscall"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/secret"
 )
@@ -54,7 +55,7 @@ func OpenDir(ctx context.Context, path string, waiting func(holder string)) (*Di
 
 // open (re)creates the directory, opens it and takes its lock.
 func (d *Dir) open(ctx context.Context, waiting func(holder string)) error {
-	if err := os.MkdirAll(d.path, 0o755); err != nil {
+	if err := makeDir(d.path); err != nil {
 		return fmt.Errorf("create output directory %q: %w", d.path, explain(err, d.path))
 	}
 	root, err := os.OpenRoot(d.path)
@@ -68,6 +69,30 @@ func (d *Dir) open(ctx context.Context, waiting func(holder string)) error {
 	}
 	d.root, d.lock = root, lock
 	return nil
+}
+
+// makeDir is os.MkdirAll, but what it creates has mode 0o755 whatever the
+// umask, as mkdirs does inside the root: an app running as another user
+// must reach its files, also in a directory recreated after a removal.
+func makeDir(p string) error {
+	if fi, err := os.Stat(p); err == nil {
+		if !fi.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: p, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	if parent := filepath.Dir(p); parent != p {
+		if err := makeDir(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(p, 0o755); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // made meanwhile by someone else
+		}
+		return err
+	}
+	return os.Chmod(p, 0o755)
 }
 
 // Close releases the directory and its lock.
