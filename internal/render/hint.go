@@ -3,14 +3,22 @@ package render
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
 // explain adds what to do to the write errors that are fixed in the task
 // definition, not in the agent: a read-only volume, or one the agent's user
-// cannot write. err stays wrapped, so errors.Is still sees the errno.
+// cannot write. dir is where the write went; an error naming an absolute
+// path (creating the output directory itself) names its parent instead.
+// err stays wrapped, so errors.Is still sees the errno.
 func explain(err error, dir string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && filepath.IsAbs(pe.Path) {
+		dir = filepath.Dir(pe.Path)
+	}
 	switch {
 	case errors.Is(err, syscall.EROFS):
 		return fmt.Errorf("%w (the volume holding %s is read-only: mount it with \"readOnly\": false in the agent's mountPoints)", err, dir)
