@@ -34,7 +34,9 @@ func chownHint(uid int) string {
 // matchable with errors.Is (issue 9 #22).
 func TestExplainPermissionErrors(t *testing.T) {
 	uid := os.Geteuid()
-	rel := func(errno syscall.Errno) error { return &fs.PathError{Op: "openat", Path: ".x.agent-tmp-0123456789abcdef", Err: errno} }
+	rel := func(errno syscall.Errno) error {
+		return &fs.PathError{Op: "openat", Path: ".x.agent-tmp-0123456789abcdef", Err: errno}
+	}
 	tests := []struct {
 		name  string
 		err   error
