@@ -39,8 +39,10 @@ type Dir struct {
 // behind. Two agents writing one directory would delete each other's temp
 // files and flip a rotated file between old and new values, so a second one
 // waits: waiting (if not nil) is called once with what the lock file says of
-// the holder, and OpenDir returns when the lock is free or ctx ends. The lock
-// is released by Close or by the process's death.
+// the holder ("pid N on host H since T", or "" — text from a shared volume,
+// to be logged as an escaped attribute), and OpenDir returns when the lock
+// is free or ctx ends. The lock is released by Close or by the process's
+// death.
 func OpenDir(ctx context.Context, path string, waiting func(holder string)) (*Dir, error) {
 	d := &Dir{path: path}
 	if err := d.open(ctx, waiting); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -40,9 +41,6 @@ func acquire(ctx context.Context, root *os.Root, path string, waiting func(holde
 				_ = fh.Truncate(0)
 				_, _ = fh.WriteAt([]byte(holderLine()), 0)
 			}
-			if tick != nil {
-				tick.Stop()
-			}
 			return fh, nil
 		}
 		if !errors.Is(err, errLocked) {
@@ -61,8 +59,12 @@ func acquire(ctx context.Context, root *os.Root, path string, waiting func(holde
 		select {
 		case <-ctx.Done():
 			_ = fh.Close()
+			who := "an agent that did not write its name"
+			if holder != "" {
+				who = strconv.Quote(holder)
+			}
 			return nil, fmt.Errorf("output directory %q is in use by another agent (%s holds %s; one agent per output directory): %w",
-				path, holder, lockName, context.Cause(ctx))
+				path, who, lockName, context.Cause(ctx))
 		case <-tick.C:
 		}
 	}
@@ -98,13 +100,14 @@ func holderLine() string {
 	return fmt.Sprintf("pid %d on host %s since %s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
 }
 
-// readHolder returns what the lock file says of its holder, quoted: the
-// file is in a shared volume and anyone could have written it.
+// readHolder returns what the lock file says of its holder, trimmed and
+// capped; "" if it says nothing. The file is in a shared volume, so
+// anything printing it quotes or escapes it.
 func readHolder(fh *os.File) string {
 	buf := make([]byte, 200)
 	n, err := fh.ReadAt(buf, 0)
-	if err != nil && err != io.EOF || n == 0 {
-		return "an agent"
+	if err != nil && err != io.EOF {
+		return ""
 	}
-	return fmt.Sprintf("%q", strings.TrimSpace(string(buf[:n])))
+	return strings.ToValidUTF8(strings.TrimSpace(string(buf[:n])), "?")
 }

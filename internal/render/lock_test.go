@@ -47,7 +47,7 @@ func TestOpenDirWaitsForLockHolder(t *testing.T) {
 	}()
 	select {
 	case h := <-waiting:
-		if want := strconv.Quote(strings.TrimSpace(string(holder))); h != want {
+		if want := strings.TrimSpace(string(holder)); h != want {
 			t.Errorf("waiting(%s), want waiting(%s)", h, want)
 		}
 	case r := <-done:
