@@ -33,7 +33,7 @@ func chownHint(uid int) string {
 // The errors an operator fixes in the task definition say how, and stay
 // matchable with errors.Is (issue 9 #22).
 func TestExplainPermissionErrors(t *testing.T) {
-	uid := os.Geteuid()
+	const uid = 1000
 	rel := func(errno syscall.Errno) error {
 		return &fs.PathError{Op: "openat", Path: ".x.agent-tmp-0123456789abcdef", Err: errno}
 	}
@@ -44,14 +44,21 @@ func TestExplainPermissionErrors(t *testing.T) {
 		want  string
 		errno syscall.Errno
 	}{
-		{"read-only volume", rel(syscall.EROFS), func(e error) error { return explain(e, "/run/secrets") },
+		{"read-only volume", rel(syscall.EROFS), func(e error) error { return explainAs(e, "/run/secrets", uid) },
 			"openat .x.agent-tmp-0123456789abcdef: read-only file system" + rofsHint("/run/secrets"), syscall.EROFS},
-		{"not writable", rel(syscall.EACCES), func(e error) error { return explain(e, "/run/secrets/api") },
+		{"not writable", rel(syscall.EACCES), func(e error) error { return explainAs(e, "/run/secrets/api", uid) },
 			"openat .x.agent-tmp-0123456789abcdef: permission denied" + accessHint(uid, "/run/secrets/api"), syscall.EACCES},
-		{"output directory not creatable", &fs.PathError{Op: "mkdir", Path: "/run/secrets", Err: syscall.EACCES}, func(e error) error { return explain(e, "/run/secrets") },
+		{"output directory not creatable", &fs.PathError{Op: "mkdir", Path: "/run/secrets", Err: syscall.EACCES}, func(e error) error { return explainAs(e, "/run/secrets", uid) },
 			"mkdir /run/secrets: permission denied" + accessHint(uid, "/run"), syscall.EACCES},
-		{"chown refused", &fs.PathError{Op: "chown", Path: ".x", Err: syscall.EPERM}, explainChown,
+		{"chown refused", &fs.PathError{Op: "chown", Path: ".x", Err: syscall.EPERM}, func(e error) error { return explainChownAs(e, uid) },
 			"chown .x: operation not permitted" + chownHint(uid), syscall.EPERM},
+		// Root told to run as root would go round in circles.
+		{"not writable for root", rel(syscall.EACCES), func(e error) error { return explainAs(e, "/mnt/efs", 0) },
+			"openat .x.agent-tmp-0123456789abcdef: permission denied (the agent runs as root and still cannot write to /mnt/efs: the volume does not let root write, " +
+				"as with an EFS access point or root squashing; give the agent a volume it can write)", syscall.EACCES},
+		{"chown refused to root", &fs.PathError{Op: "chown", Path: ".x", Err: syscall.EPERM}, func(e error) error { return explainChownAs(e, 0) },
+			"chown .x: operation not permitted (the agent runs as root, and the volume still refuses to change a file's owner, as NFS and EFS can: " +
+				"remove uid and gid from the configuration)", syscall.EPERM},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
