@@ -31,7 +31,7 @@ type File struct {
 type Dir struct {
 	path string
 	root *os.Root
-	lock *os.File // holds the flock on lockName; nil where locks are not supported
+	lock *os.File // open lockName, holding its flock
 }
 
 // OpenDir creates path if missing, opens it as a root, takes the agent's
@@ -100,9 +100,7 @@ func makeDir(p string) error {
 // Close releases the directory and its lock.
 func (d *Dir) Close() error {
 	err := d.root.Close()
-	if d.lock != nil {
-		_ = d.lock.Close()
-	}
+	_ = d.lock.Close()
 	return err
 }
 
@@ -130,9 +128,7 @@ func (d *Dir) reopenIfGone() error {
 		return fmt.Errorf("output directory %q was removed or replaced, and reopening it failed: %w", d.path, err)
 	}
 	_ = oldRoot.Close()
-	if oldLock != nil {
-		_ = oldLock.Close()
-	}
+	_ = oldLock.Close()
 	return nil
 }
 

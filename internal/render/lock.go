@@ -19,12 +19,9 @@ const lockName = ".agent.lock"
 // interrupted by a context, so OpenDir polls without blocking.
 const lockPoll = 100 * time.Millisecond
 
-// errLocked means another open file description holds the lock.
-var errLocked = errors.New("locked")
-
 // acquire takes the exclusive lock of the directory root opened at path,
 // waiting for another holder until ctx ends. It returns the open lock file,
-// whose closing releases the lock, or nil where locks are not supported.
+// whose closing releases the lock.
 func acquire(ctx context.Context, root *os.Root, path string, waiting func(holder string)) (*os.File, error) {
 	fh, writable, err := openLockFile(root)
 	if err != nil {
@@ -33,8 +30,12 @@ func acquire(ctx context.Context, root *os.Root, path string, waiting func(holde
 	told := false
 	var tick *time.Ticker
 	for {
-		err := tryLock(fh)
-		if err == nil {
+		busy, err := tryLock(fh)
+		if err != nil {
+			_ = fh.Close()
+			return nil, fmt.Errorf("output directory %q: lock %s: %w", path, lockName, err)
+		}
+		if !busy {
 			if writable {
 				// Only for the message of an agent that waits; a failure
 				// here costs nothing but that message.
@@ -42,10 +43,6 @@ func acquire(ctx context.Context, root *os.Root, path string, waiting func(holde
 				_, _ = fh.WriteAt([]byte(holderLine()), 0)
 			}
 			return fh, nil
-		}
-		if !errors.Is(err, errLocked) {
-			_ = fh.Close()
-			return nil, fmt.Errorf("output directory %q: lock %s: %w", path, lockName, err)
 		}
 		holder := readHolder(fh)
 		if !told && waiting != nil {
@@ -75,6 +72,10 @@ func acquire(ctx context.Context, root *os.Root, path string, waiting func(holde
 // user). It refuses anything but a regular file, so a planted symlink cannot
 // make us lock or overwrite a secret's file.
 func openLockFile(root *os.Root) (fh *os.File, writable bool, err error) {
+	// Checked before opening too: opening a planted device can have effects.
+	if lfi, err := root.Lstat(lockName); err == nil && !lfi.Mode().IsRegular() {
+		return nil, false, fmt.Errorf("is not a regular file; remove it")
+	}
 	fh, err = root.OpenFile(lockName, os.O_RDWR|os.O_CREATE, 0o644)
 	writable = err == nil
 	if errors.Is(err, os.ErrPermission) {

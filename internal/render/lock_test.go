@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -114,23 +115,31 @@ func TestOpenDirLockWaitEndsWithContext(t *testing.T) {
 	}
 }
 
-// The lock file is ours alone: not a destination, and a symlink planted
-// in its place (here to a secret's file) is refused, never locked or
-// overwritten.
+// The lock file is ours alone: not a destination, and a symlink (here to a
+// secret's file) or a FIFO planted in its place is refused, never locked
+// or overwritten.
 func TestOpenDirRefusesPlantedLockFile(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "DB"), []byte("hunter2"), 0o444); err != nil {
-		t.Fatal(err)
+	plants := map[string]func(string) error{
+		"symlink": func(p string) error { return os.Symlink("DB", p) },
+		"fifo":    func(p string) error { return syscall.Mkfifo(p, 0o644) },
 	}
-	if err := os.Symlink("DB", filepath.Join(dir, lockName)); err != nil {
-		t.Fatal(err)
+	for name, plant := range plants {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "DB"), []byte("hunter2"), 0o444); err != nil {
+				t.Fatal(err)
+			}
+			if err := plant(filepath.Join(dir, lockName)); err != nil {
+				t.Fatal(err)
+			}
+			_, err := OpenDir(t.Context(), dir, nil)
+			want := fmt.Sprintf("output directory %q: lock file .agent.lock: is not a regular file; remove it", dir)
+			if err == nil || err.Error() != want {
+				t.Errorf("error:\n%v\nwant:\n%s", err, want)
+			}
+			checkFile(t, filepath.Join(dir, "DB"), "hunter2", 0o444)
+		})
 	}
-	_, err := OpenDir(t.Context(), dir, nil)
-	want := fmt.Sprintf("output directory %q: lock file .agent.lock: is not a regular file; remove it", dir)
-	if err == nil || err.Error() != want {
-		t.Errorf("error:\n%v\nwant:\n%s", err, want)
-	}
-	checkFile(t, filepath.Join(dir, "DB"), "hunter2", 0o444)
 }
 
 const (
