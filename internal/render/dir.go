@@ -122,8 +122,8 @@ func (d *Dir) reopenIfGone() error {
 	oldRoot, oldLock := d.root, d.lock
 	// The holder of the new directory's lock, if any, is another agent:
 	// fail this pass rather than wait inside a refresh.
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(errors.New("a write does not wait for it"))
 	if err := d.open(ctx, nil); err != nil {
 		return fmt.Errorf("output directory %q was removed or replaced, and reopening it failed: %w", d.path, err)
 	}

@@ -1,8 +1,10 @@
 package render
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -95,4 +97,32 @@ func TestWriteReopensRemovedDir(t *testing.T) {
 		t.Error("changed=false after the directory was removed")
 	}
 	checkFile(t, filepath.Join(dir, "a"), "1", 0o444)
+}
+
+// If another agent took the recreated directory meanwhile, the write fails
+// at once, naming it, and writes nothing there.
+func TestWriteAllRecreatedDirHeldByAnother(t *testing.T) {
+	d, dir := openTestDir(t)
+	mustWrite(t, d, newFile("A", "1", 0o444))
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	other, err := OpenDir(t.Context(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	holder, err := os.ReadFile(filepath.Join(dir, lockName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := d.WriteAll([]File{newFile("A", "1", 0o444)})
+	want := fmt.Sprintf("output directory %q was removed or replaced, and reopening it failed: output directory %q is in use by another agent (%q holds .agent.lock; one agent per output directory): a write does not wait for it",
+		dir, dir, strings.TrimSpace(string(holder)))
+	if n != 0 || err == nil || err.Error() != want {
+		t.Errorf("WriteAll = %d, %v\nwant 0,\n%s", n, err, want)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "A")); err == nil {
+		t.Error("wrote into a directory another agent holds")
+	}
 }
