@@ -170,3 +170,20 @@ func Env(s *config.Settings, fetched map[string]fetch.Result) ([]string, error) 
 	}
 	return env, nil
 }
+
+// Gone returns the paths of before that after no longer has, in before's
+// order: the files a reload's removed secret (or key, or envFile…) leaves
+// behind, for render.Dir.Remove.
+func Gone(before, after []render.File) []string {
+	keep := make(map[string]bool, len(after))
+	for _, f := range after {
+		keep[f.Path] = true
+	}
+	var gone []string
+	for _, f := range before {
+		if !keep[f.Path] {
+			gone = append(gone, f.Path)
+		}
+	}
+	return gone
+}

@@ -96,3 +96,24 @@ func TestFilesErrors(t *testing.T) {
 		})
 	}
 }
+
+// A reload that drops a secret, an expanded key and the envFile leaves
+// exactly their paths to remove; what stays or moves in is kept.
+func TestGone(t *testing.T) {
+	before, err := Files(settings(t, `{"secrets":[{"name":"A","valueFrom":"/a"},{"name":"B","valueFrom":"/b","file":"x/b"},{"name":"J","valueFrom":"/j","expand":true}],"envFile":"e.env"}`),
+		map[string]fetch.Result{"A": text("a"), "B": text("b"), "J": text(`{"k":"v","n":"2"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := Files(settings(t, `{"secrets":[{"name":"A","valueFrom":"/a"},{"name":"J","valueFrom":"/j","expand":true},{"name":"C","valueFrom":"/c","file":"x/c"}]}`),
+		map[string]fetch.Result{"A": text("a"), "J": text(`{"k":"v"}`), "C": text("c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(Gone(before, after), " "), "x/b J_n e.env"; got != want {
+		t.Errorf("Gone = %q, want %q", got, want)
+	}
+	if got := Gone(after, after); len(got) != 0 {
+		t.Errorf("Gone(same) = %q", got)
+	}
+}
