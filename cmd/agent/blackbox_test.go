@@ -111,7 +111,7 @@ func assertFile(t *testing.T, path, want string, mode os.FileMode) {
 	}
 }
 
-// listDir lists every path under dir, relative, sorted.
+// listDir lists every path under dir but the agent's lock file, relative, sorted.
 func listDir(t *testing.T, dir string) []string {
 	t.Helper()
 	var out []string
@@ -119,8 +119,8 @@ func listDir(t *testing.T, dir string) []string {
 		if err != nil {
 			return err
 		}
-		if p != dir {
-			rel, _ := filepath.Rel(dir, p)
+		// .agent.lock is the agent's lock on the directory, not an output.
+		if rel, _ := filepath.Rel(dir, p); p != dir && rel != ".agent.lock" {
 			out = append(out, rel)
 		}
 		return nil

@@ -71,7 +71,7 @@ func runExec(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		env, err := childEnv(s, values)
 		if err == nil && s.OutputDir != "" {
-			_, _, err = write(s, values)
+			_, _, err = write(startCtx, s, values, log)
 		}
 		if err != nil {
 			log.Error("the command was not started: " + err.Error())

@@ -28,7 +28,7 @@ func runInit(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	n, changed, err := write(s, values)
+	n, changed, err := write(ctx, s, values, log)
 	if err != nil {
 		log.Error("cannot write secrets: "+err.Error()+"; files already in place are unchanged", "output_dir", s.OutputDir)
 		return &exitError{code: exitFailed, msg: err.Error()}
@@ -97,12 +97,15 @@ func taskRegion(ctx context.Context, s *config.Settings, getenv func(string) str
 
 // write renders every file in memory, then writes them; it returns how many
 // files it wrote and how many of those changed.
-func write(s *config.Settings, values map[string]fetch.Result) (n, changed int, err error) {
+func write(ctx context.Context, s *config.Settings, values map[string]fetch.Result, log *slog.Logger) (n, changed int, err error) {
 	files, err := plan.Files(s, values)
 	if err != nil {
 		return 0, 0, err
 	}
-	dir, err := render.OpenDir(s.OutputDir)
+	waiting := func(holder string) {
+		log.Warn("waiting for the output directory: another agent holds its lock", "output_dir", s.OutputDir, "holder", holder)
+	}
+	dir, err := render.OpenDir(ctx, s.OutputDir, waiting)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -247,11 +247,13 @@ func (f *File) validate(flagSecrets []string, source string) (*Settings, error) 
 	}
 
 	dest := map[string]string{} // path → the field that writes it
+	var targets []render.Target // the same, in order, for render.CheckTargets
 	claim := func(path, field string) error {
 		if prev, ok := dest[path]; ok {
 			return errorf("%s: %q is also written by %s", field, path, prev)
 		}
 		dest[path] = field
+		targets = append(targets, render.Target{Path: path, By: field})
 		return nil
 	}
 	names := map[string]bool{}
@@ -297,6 +299,10 @@ func (f *File) validate(flagSecrets []string, source string) (*Settings, error) 
 			return nil, err
 		}
 		s.Templates = append(s.Templates, t)
+	}
+	// Paths valid one by one may not coexist ("d" and "d/x").
+	if err := render.CheckTargets(targets); err != nil {
+		return nil, errorf("%v", err)
 	}
 	if err := f.validateRefresh(s); err != nil {
 		return nil, err

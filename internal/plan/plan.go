@@ -85,6 +85,7 @@ func Files(s *config.Settings, fetched map[string]fetch.Result) ([]render.File, 
 		return nil, err
 	}
 	var files []render.File
+	var targets []render.Target
 	claimed := map[string]string{}
 	add := func(f render.File, what string) error {
 		if prev, ok := claimed[f.Path]; ok {
@@ -92,6 +93,7 @@ func Files(s *config.Settings, fetched map[string]fetch.Result) ([]render.File, 
 		}
 		claimed[f.Path] = what
 		files = append(files, f)
+		targets = append(targets, render.Target{Path: f.Path, By: what})
 		return nil
 	}
 	vars := make([]render.Var, 0, len(entries))
@@ -142,6 +144,11 @@ func Files(s *config.Settings, fetched map[string]fetch.Result) ([]render.File, 
 			return nil, err
 		}
 	}
+	// Expanded keys are known only now, and may clash with a configured
+	// path ("DB_USER" against "DB_USER/x"): fail before writing anything.
+	if err := render.CheckTargets(targets); err != nil {
+		return nil, err
+	}
 	return files, nil
 }
 
@@ -162,4 +169,21 @@ func Env(s *config.Settings, fetched map[string]fetch.Result) ([]string, error) 
 		env = append(env, e.Name+"="+string(v))
 	}
 	return env, nil
+}
+
+// Gone returns the paths of before that after no longer has, in before's
+// order: the files a reload's removed secret (or key, or envFile…) leaves
+// behind, for render.Dir.Remove.
+func Gone(before, after []render.File) []string {
+	keep := make(map[string]bool, len(after))
+	for _, f := range after {
+		keep[f.Path] = true
+	}
+	var gone []string
+	for _, f := range before {
+		if !keep[f.Path] {
+			gone = append(gone, f.Path)
+		}
+	}
+	return gone
 }

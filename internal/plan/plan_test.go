@@ -71,6 +71,13 @@ func TestFilesErrors(t *testing.T) {
 			map[string]fetch.Result{"J": text(`{"a-b":"v"}`)}, `secret J: expand: key "a-b" does not make a valid variable name (J_a-b)`},
 		{"NUL in env", `{"secrets":[{"name":"A","valueFrom":"/a"}],"envFile":"e"}`,
 			map[string]fetch.Result{"A": text("a\x00b")}, `envFile e: `},
+		// Expanded names are known only after the fetch, so check cannot
+		// see these; plan must, before anything is written.
+		{"expanded file is a directory of another file", `{"secrets":[{"name":"J","valueFrom":"/j","expand":true},{"name":"B","valueFrom":"/b","file":"J_k/b"}]}`,
+			map[string]fetch.Result{"J": text(`{"k":"v"}`), "B": text("b")}, `secret B: "J_k/b" needs "J_k" to be a directory, but secret J_k writes a file there`},
+		{"expanded name too long", `{"secrets":[{"name":"J","valueFrom":"/j","expand":true}]}`,
+			map[string]fetch.Result{"J": text(`{"` + strings.Repeat("k", 254) + `":"v"}`)},
+			`secret J_` + strings.Repeat("k", 254) + `: path element "J_kkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"… is 256 bytes long; a file or directory name can have at most 255`},
 		{"template names a missing secret", `{"secrets":[{"name":"A","valueFrom":"/a","optional":true}],"templates":[{"template":"{{ secret \"A\" }}","destination":"t"}]}`,
 			map[string]fetch.Result{}, `templates[0]: `},
 	}
@@ -87,5 +94,26 @@ func TestFilesErrors(t *testing.T) {
 				t.Errorf("error %q, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// A reload that drops a secret, an expanded key and the envFile leaves
+// exactly their paths to remove; what stays or moves in is kept.
+func TestGone(t *testing.T) {
+	before, err := Files(settings(t, `{"secrets":[{"name":"A","valueFrom":"/a"},{"name":"B","valueFrom":"/b","file":"x/b"},{"name":"J","valueFrom":"/j","expand":true}],"envFile":"e.env"}`),
+		map[string]fetch.Result{"A": text("a"), "B": text("b"), "J": text(`{"k":"v","n":"2"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := Files(settings(t, `{"secrets":[{"name":"A","valueFrom":"/a"},{"name":"J","valueFrom":"/j","expand":true},{"name":"C","valueFrom":"/c","file":"x/c"}]}`),
+		map[string]fetch.Result{"A": text("a"), "J": text(`{"k":"v"}`), "C": text("c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(Gone(before, after), " "), "x/b J_n e.env"; got != want {
+		t.Errorf("Gone = %q, want %q", got, want)
+	}
+	if got := Gone(after, after); len(got) != 0 {
+		t.Errorf("Gone(same) = %q", got)
 	}
 }

@@ -162,7 +162,7 @@ func (l *Loop) firstRender(ctx context.Context) error {
 		return err
 	}
 	l.have = out.Values
-	if _, err = l.write("change"); err != nil {
+	if _, err = l.write(ctx, "change"); err != nil {
 		return err
 	}
 	l.track(reqs, nil) // every secret fresh, and its series exported from the start
@@ -304,7 +304,7 @@ func (l *Loop) take(out fetch.Outcome) {
 // filesAreChange (a configuration reload), rewritten files are a change
 // even if no value moved.
 func (l *Loop) deliver(ctx context.Context, reason string, filesAreChange bool) {
-	n, err := l.render(reason)
+	n, err := l.render(ctx, reason)
 	if err != nil {
 		l.updatePending()
 		return
@@ -476,8 +476,8 @@ func (l *Loop) Values() map[string]fetch.Result { return l.have }
 // render writes the files from the newest values and records whether they
 // hold them: a failure is logged once when it starts and once when it ends,
 // and shown by a metric and /readyz while it lasts.
-func (l *Loop) render(reason string) (int, error) {
-	n, err := l.write(reason)
+func (l *Loop) render(ctx context.Context, reason string) (int, error) {
+	n, err := l.write(ctx, reason)
 	now := l.now()
 	switch {
 	case err != nil && l.renderErr == "":
@@ -515,45 +515,50 @@ func (l *Loop) render(reason string) (int, error) {
 // that are no longer planned (a removed secret, an optional secret that is
 // gone) and returns how many files it changed. With no output directory
 // (exec mode) it only checks that the values still plan.
-func (l *Loop) write(reason string) (int, error) {
+func (l *Loop) write(ctx context.Context, reason string) (int, error) {
 	files, err := plan.Files(l.settings, l.have)
 	if err != nil || l.settings.OutputDir == "" {
 		return 0, err
 	}
 	if l.dir == nil {
-		if l.dir, err = render.OpenDir(l.settings.OutputDir); err != nil {
+		dir := l.settings.OutputDir
+		waiting := func(holder string) {
+			l.log.Warn("waiting for the output directory: another agent holds its lock", "output_dir", dir, "holder", holder)
+		}
+		if l.dir, err = render.OpenDir(ctx, dir, waiting); err != nil {
 			return 0, err
 		}
 	}
-	n, werr := l.dir.WriteAll(files)
-	l.metrics.FilesWritten(reason, n)
-	// Files no longer planned go even if another file failed: a removed
-	// secret must not stay readable because some other write failed.
 	planned := make(map[string]bool, len(files))
 	for _, f := range files {
 		planned[f.Path] = true
 	}
+	// Removed first: a file "d" that is gone may stand where a new "d/x"
+	// needs its directory. And removed even if a write fails below: a
+	// removed secret must not stay readable because of some other file.
 	var gone []string
 	for p := range l.written {
 		if !planned[p] {
 			gone = append(gone, p)
 		}
 	}
+	removed, rerr := 0, error(nil)
+	if len(gone) > 0 {
+		slices.Sort(gone)
+		removed, rerr = l.dir.Remove(gone)
+		if removed > 0 {
+			l.log.Info("removed files no longer configured", "files", removed)
+		}
+	}
+	n, werr := l.dir.WriteAll(files)
+	l.metrics.FilesWritten(reason, n)
 	l.written = planned
-	if len(gone) == 0 {
-		return n, werr
-	}
-	slices.Sort(gone)
-	removed, err := l.dir.Remove(gone)
-	if removed > 0 {
-		l.log.Info("removed files no longer configured", "files", removed)
-	}
-	if err != nil {
+	if rerr != nil {
 		for _, p := range gone {
 			l.written[p] = true // try again next time
 		}
 	}
-	return n + removed, errors.Join(werr, err)
+	return n + removed, errors.Join(rerr, werr)
 }
 
 // account logs and records a Fetch's skipped and failed secrets (first render).

@@ -7,20 +7,26 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/render"
 )
 
 // Watch turns file events into loop events: a changed config file (watched
 // through its directory, since editors and deploy tools replace files by
-// rename) is reloaded and, if valid, sent on Config; any change in the
-// output directory tree is sent on Output, for the loop to re-read and
-// repair. Event kinds are not trusted: the receivers re-read and compare.
-// configPath may be empty (configuration from flags or AGENT_CONFIG), and so
-// may outputDir (exec mode writes no file).
+// rename) is reloaded and, if valid, sent on Config; a change in the output
+// directory tree is sent on Output, for the loop to re-read and repair.
+// Nothing else is: not the agent's own temp and lock files (while writes
+// fail, each attempt's temp file would trigger the next repair), not the
+// config file's neighbours. The output directory's parent is watched too,
+// so a removed output directory is watched again once the repair has
+// recreated it. Event kinds are not trusted: the receivers re-read and
+// compare. configPath may be empty (configuration from flags or
+// AGENT_CONFIG), and so may outputDir (exec mode writes no file).
 func Watch(ctx context.Context, configPath, outputDir string, load func() (*config.Settings, error), log *slog.Logger) (Events, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -33,10 +39,14 @@ func Watch(ctx context.Context, configPath, outputDir string, load func() (*conf
 		}
 	}
 	if outputDir != "" {
+		outputDir = filepath.Clean(outputDir)
 		if err := addTree(w, outputDir); err != nil {
 			_ = w.Close()
 			return Events{}, err
 		}
+		// Best effort: without it a recreated directory goes unwatched,
+		// and the refresh timer still repairs.
+		_ = w.Add(filepath.Dir(outputDir))
 	}
 	cfgCh := make(chan *config.Settings)
 	outCh := make(chan struct{}, 1)
@@ -61,6 +71,9 @@ func Watch(ctx context.Context, configPath, outputDir string, load func() (*conf
 					if reload == nil {
 						reload = time.After(repairDelay)
 					}
+					continue
+				}
+				if !isOutput(outputDir, ev.Name) {
 					continue
 				}
 				if ev.Has(fsnotify.Create) {
@@ -94,6 +107,19 @@ func Watch(ctx context.Context, configPath, outputDir string, load func() (*conf
 		}
 	}()
 	return Events{Config: cfgCh, Output: outCh}, nil
+}
+
+// isOutput reports whether name is the output directory or a file in it
+// that is not one of the agent's own.
+func isOutput(outputDir, name string) bool {
+	if outputDir == "" {
+		return false
+	}
+	rel, err := filepath.Rel(outputDir, filepath.Clean(name))
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return false
+	}
+	return rel == "." || !render.IsAgentFile(filepath.ToSlash(rel))
 }
 
 // addTree watches dir and every directory below it, without following

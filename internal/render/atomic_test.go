@@ -24,7 +24,7 @@ func isWhole(b []byte) bool { return string(b) == contentA || string(b) == conte
 
 func TestWriteAtomicForReaders(t *testing.T) {
 	root := fastTempDir(t)
-	d, err := OpenDir(root)
+	d, err := OpenDir(t.Context(), root, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestHelperWriter(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process for TestWriteAtomicWhenKilled")
 	}
-	d, err := OpenDir(dir)
+	d, err := OpenDir(t.Context(), dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestWriteAtomicWhenKilled(t *testing.T) {
 	t.Logf("temp files seen after the 50 kills: %d (each later removed by the next child's OpenDir)", strays)
 
 	// The last child's leftovers are removed by the next OpenDir.
-	d, err := OpenDir(dir)
+	d, err := OpenDir(t.Context(), dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

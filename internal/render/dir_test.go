@@ -16,7 +16,7 @@ import (
 func openTestDir(t *testing.T) (*Dir, string) {
 	t.Helper()
 	path := t.TempDir()
-	d, err := OpenDir(path)
+	d, err := OpenDir(t.Context(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestOpenDirRemovesTemps(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	d, err := OpenDir(root)
+	d, err := OpenDir(t.Context(), root, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +352,7 @@ func TestOpenDirRemovesTemps(t *testing.T) {
 
 func TestOpenDir(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "run", "secrets")
-	d, err := OpenDir(missing)
+	d, err := OpenDir(t.Context(), missing, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +364,7 @@ func TestOpenDir(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenDir(file); err == nil || !strings.Contains(err.Error(), file) {
+	if _, err := OpenDir(t.Context(), file, nil); err == nil || !strings.Contains(err.Error(), file) {
 		t.Errorf("OpenDir(file) error = %v, want one naming %s", err, file)
 	}
 }

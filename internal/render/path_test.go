@@ -29,6 +29,13 @@ func TestCheckPath(t *testing.T) {
 		{"a\x00b", `path "a\x00b" contains a NUL byte`},
 		{strings.Repeat("a", 4097), `path of 4097 bytes is longer than 4096`},
 		{".x.agent-tmp-0123456789abcdef", `path ".x.agent-tmp-0123456789abcdef" looks like an agent temp file`},
+		{".agent.lock", `path ".agent.lock" is the agent's lock file`},
+		{"a/.agent.lock", ""}, // only the top-level one is the lock
+		{strings.Repeat("n", 255), ""},
+		{"d/" + strings.Repeat("n", 255), ""},
+		{strings.Repeat("n", 256), `path element "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"… is 256 bytes long; a file or directory name can have at most 255`},
+		{strings.Repeat("é", 150) + "/x", `path element "éééééééééééééééééééééééééééééééé"… is 300 bytes long; a file or directory name can have at most 255`},
+		{"ok/" + strings.Repeat("d", 300) + "/x", `path element "dddddddddddddddddddddddddddddddd"… is 300 bytes long; a file or directory name can have at most 255`},
 	}
 	for _, tt := range tests {
 		name := tt.path
@@ -45,6 +52,7 @@ func TestCheckPath(t *testing.T) {
 			}
 		})
 	}
+	// Names up to NAME_MAX are accepted, and so is their temp file.
 	if err := CheckPath(strings.Repeat("a/", 2047) + "a"); err != nil {
 		t.Errorf("4095-byte path rejected: %v", err)
 	}
@@ -64,5 +72,54 @@ func TestTempName(t *testing.T) {
 		if isTempName(name) {
 			t.Errorf("isTempName(%q) = true", name)
 		}
+	}
+}
+
+// Every path the configuration accepts can be written: a 255-byte name (its
+// temp name is shortened) and a file next to a directory.
+func TestCheckPathAcceptedNamesWrite(t *testing.T) {
+	d, root := openTestDir(t)
+	for _, p := range []string{strings.Repeat("n", 255), "d/" + strings.Repeat("é", 127) + "x", "a/.agent.lock"} {
+		if err := CheckPath(p); err != nil {
+			t.Fatal(err)
+		}
+		mustWrite(t, d, newFile(p, "v", 0o444))
+		checkFile(t, root+"/"+p, "v", 0o444)
+	}
+}
+
+func TestCheckTargets(t *testing.T) {
+	long := strings.Repeat("n", 256)
+	tests := []struct {
+		name    string
+		targets []Target
+		want    string // "" = accepted
+	}{
+		{"distinct", []Target{{"a", "secrets[0].file"}, {"b/c", "secrets[1].file"}, {"b/d", "envFile"}}, ""},
+		{"prefix is not a parent", []Target{{"d", "secrets[0].file"}, {"dx/y", "secrets[1].file"}, {"d.x", "jsonFile"}}, ""},
+		{"file then directory", []Target{{"d", "secrets[0].file"}, {"d/x", "secrets[1].file"}},
+			`secrets[1].file: "d/x" needs "d" to be a directory, but secrets[0].file writes a file there`},
+		{"directory then file", []Target{{"d/x", "secrets[0].file"}, {"d", "secrets[1].file"}},
+			`secrets[0].file: "d/x" needs "d" to be a directory, but secrets[1].file writes a file there`},
+		{"grandparent", []Target{{"a/b/c", "templates[0].destination"}, {"a", "envFile"}},
+			`templates[0].destination: "a/b/c" needs "a" to be a directory, but envFile writes a file there`},
+		{"against jsonFile", []Target{{"out.json", "jsonFile"}, {"out.json/x", "secrets[0].file"}},
+			`secrets[0].file: "out.json/x" needs "out.json" to be a directory, but jsonFile writes a file there`},
+		{"same path", []Target{{"x", "secret A"}, {"x", "templates[0]"}}, `templates[0]: "x" is also written by secret A`},
+		{"long name", []Target{{"ok", "secrets[0].file"}, {long, "secrets[1].file"}},
+			`secrets[1].file: path element "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"… is 256 bytes long; a file or directory name can have at most 255`},
+		{"bad path", []Target{{"../x", "envFile"}}, `envFile: path "../x" must stay inside the output directory`},
+		{"empty", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckTargets(tt.targets)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("CheckTargets = %v, want nil", err)
+			case tt.want != "" && (err == nil || err.Error() != tt.want):
+				t.Errorf("CheckTargets = %v\nwant %s", err, tt.want)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"strings"
 )
 
@@ -25,6 +26,13 @@ func tempName(base string) string {
 	var b [tempRandom / 2]byte
 	_, _ = rand.Read(b[:]) // never fails since Go 1.24
 	return "." + base + tempMarker + hex.EncodeToString(b[:])
+}
+
+// IsAgentFile reports whether rel, a slash-separated path relative to the
+// output directory, is a file the agent keeps for itself (a temp file or the
+// lock file), not an output: a change to it is no reason to repair.
+func IsAgentFile(rel string) bool {
+	return rel == lockName || isTempName(path.Base(rel))
 }
 
 func isTempName(name string) bool {

@@ -13,7 +13,11 @@ const writeConcurrency = 16
 // WriteAll writes every file, concurrently, and returns how many changed.
 // Each file is atomic on its own; on error the others are still written and
 // the errors are joined, in the order of files.
+// A removed or replaced output directory is reopened first.
 func (d *Dir) WriteAll(files []File) (changed int, err error) {
+	if err := d.reopenIfGone(); err != nil {
+		return 0, err
+	}
 	errs := make([]error, len(files))
 	flags := make([]bool, len(files))
 	sem := make(chan struct{}, writeConcurrency)
@@ -24,7 +28,7 @@ func (d *Dir) WriteAll(files []File) (changed int, err error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			flags[i], errs[i] = d.Write(f)
+			flags[i], errs[i] = d.write(f)
 		}()
 	}
 	wg.Wait()

@@ -1,0 +1,139 @@
+package refresh
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+)
+
+// watchDeadline bounds a wait for an event that must come; it fails a hung
+// test, it asserts no speed.
+const watchDeadline = 30 * time.Second
+
+// The repair storm (issue 12 #9): while writes fail, each attempt's temp
+// file must not trigger the next repair, and neither must a file next to the
+// config file. A real output change still does, also after the output
+// directory was removed and recreated.
+func TestWatchSendsOnlyOutputChanges(t *testing.T) {
+	cfgDir, out := t.TempDir(), t.TempDir()
+	cfg := filepath.Join(cfgDir, "agent.json")
+	write := func(p, data string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(cfg, "v0")
+	load := func() (*config.Settings, error) { return &config.Settings{OutputDir: out}, nil }
+	ev, err := Watch(t.Context(), cfg, out, load, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOutput := func(what string) {
+		t.Helper()
+		select {
+		case <-ev.Output:
+		case <-time.After(watchDeadline):
+			t.Fatalf("%s: no Output event", what)
+		}
+	}
+	// barrier changes the config file and waits for its reload: events are
+	// handled in order, so every event from before has been handled then.
+	version := 0
+	barrier := func() {
+		t.Helper()
+		version++
+		write(cfg, "v"+string(rune('0'+version)))
+		select {
+		case <-ev.Config:
+		case <-time.After(watchDeadline):
+			t.Fatal("config change not reloaded")
+		}
+	}
+	noOutput := func(what string) {
+		t.Helper()
+		select {
+		case <-ev.Output:
+			t.Errorf("%s sent an Output event", what)
+		default:
+		}
+	}
+	drain := func() {
+		select {
+		case <-ev.Output:
+		default:
+		}
+	}
+
+	if err := os.Mkdir(filepath.Join(out, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wantOutput("new subdirectory")
+	barrier()
+	drain()
+
+	for _, p := range []string{
+		filepath.Join(out, ".DB.agent-tmp-0123456789abcdef"),
+		filepath.Join(out, "sub", ".x.agent-tmp-fedcba9876543210"),
+	} {
+		write(p, "partial")
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(out, ".agent.lock"), "pid 1 on host h since now\n")
+	write(filepath.Join(cfgDir, "other.json"), "x")
+	write(filepath.Join(cfgDir, ".agent.json.swp"), "x")
+	barrier()
+	noOutput("the agent's temp and lock files, or a config sibling,")
+
+	write(filepath.Join(out, "DB"), "hunter2")
+	wantOutput("output file")
+	write(filepath.Join(out, "sub", "x"), "hunter2")
+	wantOutput("output file in a subdirectory")
+	barrier()
+	drain()
+
+	// Removed, then recreated (by the repair): watched again.
+	if err := os.RemoveAll(out); err != nil {
+		t.Fatal(err)
+	}
+	wantOutput("removed output directory")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	barrier()
+	drain()
+	write(filepath.Join(out, "DB"), "hunter2")
+	wantOutput("output file in the recreated directory")
+}
+
+func TestIsOutput(t *testing.T) {
+	tests := []struct {
+		dir, name string
+		want      bool
+	}{
+		{"/run/secrets", "/run/secrets", true},
+		{"/run/secrets", "/run/secrets/DB", true},
+		{"/run/secrets", "/run/secrets/api/key.txt", true},
+		{"/run/secrets", "/run/secrets/api/.agent.lock", true},
+		{"/run/secrets", "/run/secrets/..x", true},
+		{"/run/secrets", "/run/secrets/.DB.agent-tmp-0123456789abcdef", false},
+		{"/run/secrets", "/run/secrets/api/.k.agent-tmp-0123456789abcdef", false},
+		{"/run/secrets", "/run/secrets/.agent.lock", false},
+		{"/run/secrets", "/run/secrets2", false},
+		{"/run/secrets", "/run/agent.json", false},
+		{"/run/secrets", "/run", false},
+		{"", "/run/secrets/DB", false},
+	}
+	for _, tt := range tests {
+		if got := isOutput(tt.dir, tt.name); got != tt.want {
+			t.Errorf("isOutput(%q, %q) = %v, want %v", tt.dir, tt.name, got, tt.want)
+		}
+	}
+}
