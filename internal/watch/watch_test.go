@@ -635,3 +635,112 @@ func TestDescribeFailureDefersRedeploy(t *testing.T) {
 		t.Errorf("no throttling logged:\n%s", logs)
 	}
 }
+
+// TestRestartRecoversRotationWhileAway: a secret rotated while no watcher
+// ran (after the service's newest deployment) is redeployed once by the
+// next watcher's first cycle; one rotated before that deployment is not.
+func TestRestartRecoversRotationWhileAway(t *testing.T) {
+	e := newEnv(t)
+	e.putParam(region, "/prod/old")
+	e.putParam(region, "/prod/away")
+	e.service(region, "web", []string{"/prod/away"}, "")
+	e.service(region, "api", []string{"/prod/old"}, "")
+	nextMillisecond()                // createdAt has millisecond precision
+	e.putParam(region, "/prod/away") // the watcher was down
+	w := e.watcher(false, nil, watch.Target{Cluster: cluster, Service: "web", Region: region}, watch.Target{Cluster: cluster, Service: "api", Region: region})
+	e.cycle(w, refresh.Succeeded)
+	if web, api := e.deployments("web"), e.deployments("api"); web != 2 || api != 1 {
+		t.Errorf("after the first cycle: web %d deployments, api %d; want 2 (recovered), 1", web, api)
+	}
+	if want := `"msg":"secret changed after the service's newest deployment (while not watched)","cluster":"prod","service":"web"`; !strings.Contains(e.logs.String(), want) {
+		t.Errorf("logs lack %s:\n%s", want, e.logs.String())
+	}
+	expectCalls(t, "second cycle", e.cycle(w, refresh.Succeeded), []string{"DescribeServices", "GetParameters 2 decrypt=false"})
+
+	// A second watcher started now finds the deployment newer than the
+	// rotation: nothing to do.
+	w2 := e.watcher(false, nil, watch.Target{Cluster: cluster, Service: "web", Region: region})
+	e.cycle(w2, refresh.Succeeded)
+	if n := e.deployments("web"); n != 2 {
+		t.Errorf("a restarted watcher redeployed again: %d deployments", n)
+	}
+}
+
+// TestBadReferenceDoesNotStopOthers: a reference that cannot be read
+// (missing) is marked stale with its cause, and the other references of
+// the same and other services are still watched and redeployed.
+func TestBadReferenceDoesNotStopOthers(t *testing.T) {
+	e := newEnv(t)
+	e.putParam(region, "/prod/good")
+	e.putParam(region, "/prod/other")
+	e.service(region, "web", []string{"/prod/missing", "/prod/good"}, "")
+	e.service(region, "api", []string{"/prod/other"}, "")
+	st := status.New(time.Hour, nil)
+	w := watch.New(watch.Options{
+		ECS: e.ecs, SSM: e.ssm, Source: e.fetcher, Interval: time.Hour, Status: st,
+		Targets: []watch.Target{{Cluster: cluster, Service: "web", Region: region}, {Cluster: cluster, Service: "api", Region: region}},
+		Log:     slog.New(slog.NewJSONHandler(e.logs, nil)),
+	})
+	e.cycle(w, refresh.Failed)
+	e.putParam(region, "/prod/good")
+	e.putParam(region, "/prod/other")
+	e.cycle(w, refresh.Failed)
+	if web, api := e.deployments("web"), e.deployments("api"); web != 2 || api != 2 {
+		t.Errorf("deployments web %d, api %d; want 2, 2", web, api)
+	}
+	if want := `"msg":"cannot check secret for rotation: `; !strings.Contains(e.logs.String(), want) || !strings.Contains(e.logs.String(), `"value_from":"/prod/missing"`) {
+		t.Errorf("the bad reference's cause is not logged:\n%s", e.logs.String())
+	}
+	if _, detail := st.Ready(); !strings.Contains(fmt.Sprint(detail), "/prod/missing") {
+		t.Errorf("status detail %v does not name the bad reference", detail)
+	}
+}
+
+// TestWatcherAndInTaskDeployOnce: a watcher and an in-task agent on one
+// service, in either order, start one deployment for one rotation: both
+// date it by AWS and share the lock.
+func TestWatcherAndInTaskDeployOnce(t *testing.T) {
+	for _, first := range []string{"watcher", "in-task"} {
+		t.Run(first+" first", func(t *testing.T) {
+			e := newEnv(t)
+			e.putParam(region, "/prod/db")
+			e.service(region, "web", []string{"/prod/db"}, "")
+			w := e.watcher(false, nil, watch.Target{Cluster: cluster, Service: "web", Region: region})
+			e.cycle(w, refresh.Succeeded)
+			inTask, err := redeploy.New(redeploy.Options{SSM: e.ssm(region), ECS: e.ecs(region), Cluster: "arn:aws:ecs:us-east-1:111122223333:cluster/prod",
+				Service: "web", Owner: "arn:aws:ecs:us-east-1:111122223333:task/prod/1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nextMillisecond()
+			e.putParam(region, "/prod/db")
+			task := func() {
+				// What the task's refresh loop fetched: the value and AWS's date.
+				ref, _ := fetch.ParseRef("/prod/db")
+				out, err := e.fetcher.Fetch(context.Background(), []fetch.Request{{Name: "DB", Ref: ref}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := inTask.Ensure(context.Background(), out.Values["DB"].Modified); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if first == "watcher" {
+				nextMillisecond()
+				e.cycle(w, refresh.Succeeded)
+				nextMillisecond()
+				task()
+			} else {
+				task()
+				nextMillisecond()
+				e.cycle(w, refresh.Succeeded)
+			}
+			if n := e.deployments("web"); n != 2 {
+				t.Errorf("web has %d deployments, want 2 (its first, and one for the rotation)", n)
+			}
+			if names := e.fake.ParameterNames(region, redeploy.LockPrefix); len(names) != 1 || names[0] != redeploy.LockPath(cluster, "web")+"/1" {
+				t.Errorf("lock records %q, want one", names)
+			}
+		})
+	}
+}
