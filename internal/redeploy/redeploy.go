@@ -135,9 +135,13 @@ type Options struct {
 	// DryRun reads (lock records, DescribeServices) and logs, and never
 	// calls PutParameter, DeleteParameter or UpdateService.
 	DryRun bool
-	Rand   func() float64   // in [0, 1); default math/rand/v2
-	Now    func() time.Time // default time.Now
-	Log    *slog.Logger     // default: discard
+	// BeforeUpdate, if set, runs right before UpdateService (a client-side
+	// rate limit: the watcher paces UpdateService per region); an error
+	// gives up before the call.
+	BeforeUpdate func(context.Context) error
+	Rand         func() float64   // in [0, 1); default math/rand/v2
+	Now          func() time.Time // default time.Now
+	Log          *slog.Logger     // default: discard
 }
 
 // Redeployer forces new deployments of one service. It is safe for
@@ -151,6 +155,7 @@ type Redeployer struct {
 	takeover, maxWait time.Duration
 	pollEvery         time.Duration
 	dryRun            bool
+	beforeUpdate      func(context.Context) error
 	rand              func() float64
 	now               func() time.Time
 	log               *slog.Logger
@@ -178,7 +183,7 @@ func New(o Options) (*Redeployer, error) {
 		ssm: o.SSM, ecs: o.ECS, cluster: o.Cluster, service: o.Service, owner: o.Owner,
 		path:     LockPath(o.Cluster, o.Service),
 		takeover: cmpOr(o.TakeoverAfter, DefaultTakeoverAfter), maxWait: cmpOr(o.MaxWait, DefaultMaxWait),
-		pollEvery: cmpOr(o.PollEvery, DefaultPollEvery), dryRun: o.DryRun,
+		pollEvery: cmpOr(o.PollEvery, DefaultPollEvery), dryRun: o.DryRun, beforeUpdate: o.BeforeUpdate,
 		rand: o.Rand, now: o.Now, log: o.Log,
 	}
 	if r.rand == nil {
@@ -292,6 +297,12 @@ func (r *Redeployer) act(ctx context.Context, log *slog.Logger, gen int, v lockV
 	}
 	outcome := AlreadyDeployed
 	if newest.CreatedAt == nil || !newest.CreatedAt.After(at) {
+		if r.beforeUpdate != nil {
+			if err := r.beforeUpdate(actx); err != nil {
+				r.giveUp(ctx, log, gen, v)
+				return "", fmt.Errorf("redeploy: service %s: waiting to call UpdateService: %w", r.service, err)
+			}
+		}
 		out, err := r.ecs.UpdateService(actx, &ecs.UpdateServiceInput{
 			Cluster: aws.String(r.cluster), Service: aws.String(r.service), ForceNewDeployment: true,
 		}, func(o *ecs.Options) { o.RetryMaxAttempts = 1 }) // no idempotency token: a retry could deploy twice

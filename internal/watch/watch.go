@@ -126,7 +126,6 @@ type Watcher struct {
 	services []*service
 
 	have       map[string]fetch.Version // by reference key
-	polled     map[string]time.Time     // by reference key: when have was read
 	staleSince map[string]time.Time     // by reference key
 	badRefs    map[string]bool          // unparseable valueFroms, logged once
 	groupErr   map[string]string        // DescribeServices error code by region/cluster, logged on change
@@ -191,7 +190,6 @@ func New(o Options) *Watcher {
 		o: o, log: o.Log, status: st,
 		sched:      refresh.NewSchedule(o.Interval, o.Jitter, o.Rand),
 		have:       map[string]fetch.Version{},
-		polled:     map[string]time.Time{},
 		staleSince: map[string]time.Time{},
 		badRefs:    map[string]bool{},
 		groupErr:   map[string]string{},
@@ -533,9 +531,9 @@ func (w *Watcher) poll(ctx context.Context, res *result) {
 	if ctx.Err() != nil {
 		return
 	}
-	// previous is when each reference was last read: a changed version
-	// dated before it existed then, so it came back (a stage or label
-	// moved to it) and its date says nothing about the change.
+	// previous is the AWS date of each reference's version before this
+	// read: a changed version dated before it came back (a stage or label
+	// moved to it), and its date says nothing about the change.
 	previous := map[string]time.Time{}
 	for _, r := range reqs {
 		v, ok := versions[r.Name]
@@ -545,10 +543,10 @@ func (w *Watcher) poll(ctx context.Context, res *result) {
 		if old, known := w.have[r.Name]; known && old.ID != v.ID {
 			w.o.Metrics.SecretChanged(r.Name)
 			w.log.Info("secret changed", "value_from", r.Ref.Raw, "region", r.Ref.Region, "version", v.ID, "previous_version", old.ID,
-				"changed_at", changeDate(v, w.polled[r.Name], seenAt).UTC().Format(time.RFC3339Nano), "services", w.users(r.Name))
+				"changed_at", changeDate(v, old.Created, seenAt).UTC().Format(time.RFC3339Nano), "services", w.users(r.Name))
 		}
-		previous[r.Name] = w.polled[r.Name]
-		w.have[r.Name], w.polled[r.Name] = v, seenAt
+		previous[r.Name] = w.have[r.Name].Created
+		w.have[r.Name] = v
 	}
 	failed := map[string]*fetch.Error{}
 	for _, e := range fetch.Errors(err) {
@@ -601,7 +599,8 @@ func (w *Watcher) poll(ctx context.Context, res *result) {
 }
 
 // changeDate dates a version that changed: AWS's date, unless it has none
-// or predates the previous read (it came back), then when it was seen.
+// or is older than the version before it (it came back), then when it was
+// seen.
 func changeDate(v fetch.Version, previous, seen time.Time) time.Time {
 	if v.Created.IsZero() || (!previous.IsZero() && v.Created.Before(previous)) {
 		return seen
@@ -625,7 +624,6 @@ func (w *Watcher) forgetGone(live map[string]fetch.Request) {
 	for key := range w.have {
 		if _, ok := live[key]; !ok {
 			delete(w.have, key)
-			delete(w.polled, key)
 		}
 	}
 	for _, s := range w.services {
@@ -746,7 +744,7 @@ func (s *service) changed() (names, values []string) {
 // of different services run concurrently.
 func (w *Watcher) update(ctx context.Context, s *service, res *result) {
 	l := w.limitsFor(s.Region)
-	if l.update.Wait(ctx) != nil || l.describe.Wait(ctx) != nil {
+	if l.describe.Wait(ctx) != nil {
 		return
 	}
 	names, values := s.changed()
@@ -760,6 +758,7 @@ func (w *Watcher) update(ctx context.Context, s *service, res *result) {
 		r, err := redeploy.New(redeploy.Options{
 			SSM: w.o.SSM(s.Region), ECS: w.o.ECS(s.Region), Cluster: s.Cluster, Service: s.Service, Owner: w.o.Owner,
 			TakeoverAfter: w.o.TakeoverAfter, MaxWait: w.o.MaxWait, DryRun: w.o.DryRun, Rand: w.o.Rand, Now: w.o.Now, Log: w.log,
+			BeforeUpdate: l.update.Wait,
 		})
 		if err != nil { // checked by Validate
 			w.log.Error("cannot redeploy: "+err.Error(), "cluster", s.Cluster, "service", s.Service)

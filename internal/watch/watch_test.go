@@ -731,6 +731,7 @@ func TestWatcherAndInTaskDeployOnce(t *testing.T) {
 				nextMillisecond()
 				task()
 			} else {
+				nextMillisecond() // createdAt has millisecond precision: the deployment is strictly later
 				task()
 				nextMillisecond()
 				e.cycle(w, refresh.Succeeded)
