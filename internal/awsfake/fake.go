@@ -153,6 +153,13 @@ func (f *Fake) DenyAccess(op, resource string) {
 	f.deny[op+"\x00"+resource] = true
 }
 
+// AllowAccess undoes DenyAccess(op, resource).
+func (f *Fake) AllowAccess(op, resource string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.deny, op+"\x00"+resource)
+}
+
 // denied reports whether op is denied on any of the resources. Callers hold mu.
 func (f *Fake) denied(op string, resources ...string) bool {
 	for _, r := range resources {
