@@ -379,6 +379,18 @@ func (f *Fake) ParameterNames(region, prefix string) []string {
 	return names
 }
 
+// ParameterValue returns the latest value of a parameter in region, and
+// whether it exists: what a test reads a lock record with.
+func (f *Fake) ParameterValue(region, name string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.store(region).params[name]
+	if p == nil {
+		return "", false
+	}
+	return p.versions[len(p.versions)-1].value, true
+}
+
 func (f *Fake) putParameterAPI(region string, body []byte) (any, *APIError) {
 	var in struct {
 		Name      string
