@@ -106,15 +106,12 @@ type Options struct {
 	Now     func() time.Time
 }
 
-// Attempts per ECS call. UpdateService is not idempotent: a retried call
-// whose first attempt did reach ECS would start a second deployment. So it
-// is tried once; when it fails, the next cycle's DescribeServices shows
-// whether it took effect (a deployment newer than the change) before it is
-// tried again.
+// Attempts per describe call. UpdateService is tried once (internal/redeploy:
+// it has no idempotency token); when it fails, the next cycle's check under
+// the lock shows whether it took effect before it is tried again.
 const (
 	describeAttempts = fetch.RefreshMaxAttempts
-	updateAttempts   = 1
-	updateWorkers    = 5 // UpdateService calls in flight; the limiter sets the pace
+	updateWorkers    = 5 // redeploys in flight; the limiter sets the pace
 )
 
 // Watcher is one rotation watcher. Run owns it.
