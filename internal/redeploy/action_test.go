@@ -142,3 +142,21 @@ func nextMillisecond() {
 		runtime.Gosched()
 	}
 }
+
+// TestRedeployVersionThatCameBack: a changed version dated before this
+// agent started came back (a Secrets Manager stage or a label moved to
+// it): its creation date would make the service's newest deployment look
+// newer than the change, so the action dates it by when it saw it and
+// redeploys.
+func TestRedeployVersionThatCameBack(t *testing.T) {
+	e := newActionEnv(t)
+	a := e.build(t, t.Context())
+	nextMillisecond()
+	c := action.Change{Changed: []string{"DB"}, Values: map[string]fetch.Result{"DB": {Version: "v1", Modified: time.Now().Add(-time.Hour)}}}
+	if err := a.Run(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.fake.Calls("UpdateService"); n != 1 {
+		t.Errorf("UpdateService called %d times, want 1", n)
+	}
+}
