@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -259,8 +260,13 @@ func TestLockRecordsBoundedByServices(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, e := newFakeSSM(t, 5*time.Millisecond), newFakeECS(t, time.Now().Add(-time.Hour))
 		e.updateLatency = 300 * time.Millisecond
+		var mu sync.Mutex
 		peak := 0
-		s.onCreate = func(string, string) { peak = max(peak, len(s.names())) }
+		s.onCreate = func(string, string) {
+			mu.Lock()
+			defer mu.Unlock()
+			peak = max(peak, len(s.names()))
+		}
 		task := newTest(t, s, e, testTask, nil)
 		watcher := newTest(t, s, e, "watcher", func(o *Options) { o.Cluster = "prod" })
 		const rotations = 25
@@ -283,6 +289,8 @@ func TestLockRecordsBoundedByServices(t *testing.T) {
 		if n := len(e.deployed()); n != rotations {
 			t.Errorf("%d deployments for %d rotations, want one each", n, rotations)
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		if peak > 2 {
 			t.Errorf("up to %d lock records at once, want at most 2", peak)
 		}

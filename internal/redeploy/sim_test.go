@@ -346,14 +346,14 @@ func TestFleetTakeover(t *testing.T) {
 	firstLock := LockPrefix + "prod/web/1"
 	killOnLock := func(crash bool) setup {
 		return func(t *testing.T, tr *trial) {
-			var dead string
-			tr.ssm.crashed = func(value string) bool { return dead != "" && ownerOf(t, value) == dead }
+			var dead sync.Map // owner → crashed
+			tr.ssm.crashed = func(value string) bool { _, ok := dead.Load(ownerOf(t, value)); return ok }
 			create := tr.ssm.onCreate
 			tr.ssm.onCreate = func(name, value string) {
 				create(name, value)
 				if name == firstLock { // the winner stops right after winning
 					if crash {
-						dead = ownerOf(t, value)
+						dead.Store(ownerOf(t, value), true)
 					}
 					tr.cancel[ownerOf(t, value)]()
 				}
