@@ -219,8 +219,9 @@ func (w *Watcher) Validate() error {
 	return nil
 }
 
-// Run reads every service and takes a baseline of every secret's version
-// at once, then polls every interval (± jitter, backing off on failure and
+// Run reads every service and every secret's version at once (redeploying
+// a service whose secret changed after its newest deployment: what changed
+// while no watcher ran), then polls every interval (± jitter, backing off on failure and
 // slowing down when throttled) until ctx ends. It returns an error only
 // for invalid options.
 func (w *Watcher) Run(ctx context.Context) error {
