@@ -94,7 +94,8 @@ const (
 	DefaultPollEvery = time.Second
 
 	minTakeoverAfter = 2 * time.Second
-	maxRounds        = 20 // lost creates in one Ensure before ErrBusy
+	releaseTimeout   = 2 * time.Second // for marking a record free
+	maxRounds        = 20              // lost creates in one Ensure before ErrBusy
 )
 
 // ErrBusy means another actor holds the service's lock and did not finish
@@ -352,7 +353,11 @@ func (r *Redeployer) act(ctx context.Context, log *slog.Logger, gen int, v lockV
 // UpdateService could have acted, so the next actor need not wait.
 func (r *Redeployer) giveUp(ctx context.Context, log *slog.Logger, gen int, v lockValue) {
 	v.State = stateFree
-	if err := r.write(context.WithoutCancel(ctx), gen, v); err != nil {
+	// Also after SIGTERM (a release lets the next actor go at once), but
+	// bounded: a stop must stay prompt.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if err := r.write(wctx, gen, v); err != nil {
 		log.Warn("cannot release the lock; it expires after the takeover delay", "error", err.Error())
 	}
 }
