@@ -135,3 +135,35 @@ func TestWatchAndSidecarsRedeployOncePerRotation(t *testing.T) {
 		assertNoSecrets(t, "stderr", a.logs(), f.secrets)
 	}
 }
+
+// TestRunRedeployFailureCountsAsFailure: a sidecar whose redeploy cannot
+// deploy (UpdateService denied) counts actions_total{kind="redeploy"} as a
+// failure, not a success, and logs the AWS error; nothing is deployed.
+func TestRunRedeployFailureCountsAsFailure(t *testing.T) {
+	f := newFixture(t)
+	f.fake.PutParameter(region, "/db", f.value("db"), true)
+	f.fake.CreateService(region, "prod", "web", taskDef(f, "web", "/db"))
+	f.fake.DenyAccess("UpdateService", "web")
+	conf, _ := json.Marshal(secretCfg{"secrets": []secretCfg{{"name": "DB", "valueFrom": "/db"}},
+		"refresh": secretCfg{"interval": "1s", "jitter": "100ms"}, "onChange": []secretCfg{{"redeploy": secretCfg{}}}})
+	meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"Cluster":"prod","TaskARN":"arn:aws:ecs:%s:111122223333:task/prod/t1","ServiceName":"web"}`, region)
+	}))
+	t.Cleanup(meta.Close)
+	a := startSidecar(t, append(f.fake.Env(region), "AGENT_CONFIG="+string(conf), "ECS_CONTAINER_METADATA_URI_V4="+meta.URL+"/v4"), "--output-dir", f.out)
+	eventually(t, "ready", 30*time.Second, func() bool { code, _ := a.get(t, "/readyz"); return code == 200 })
+	f.fake.PutParameter(region, "/db", f.value("db2"), true)
+	const failure = `ecs_secrets_agent_actions_total{kind="redeploy",outcome="failure"}`
+	eventually(t, "a failed redeploy counted", 30*time.Second, func() bool { return a.metric(t, failure) >= 1 })
+	if n := a.metric(t, `ecs_secrets_agent_actions_total{kind="redeploy",outcome="success"}`); n > 0 {
+		t.Errorf("actions_total{redeploy,success} = %v after a denied UpdateService, want none", n)
+	}
+	if d := f.fake.Deployments(region, "prod", "web"); len(d) != 1 {
+		t.Errorf("%d deployments, want the original only", len(d))
+	}
+	a.stop(t)
+	if logs := a.logs(); !strings.Contains(logs, "AccessDeniedException") {
+		t.Errorf("the AWS error is not logged:\n%s", logs)
+	}
+	assertNoSecrets(t, "stderr", a.logs(), f.secrets)
+}
