@@ -71,7 +71,7 @@ func runSidecar(ctx context.Context, args []string, getenv func(string) string, 
 		return &exitError{code: exitFailed, msg: err.Error()}
 	}
 	var loop *refresh.Loop
-	redeployer := redeployBuilder(startCtx, cfg, region, getenv, func() *refresh.Loop { return loop }, log)
+	redeployer := redeployBuilder(ctx, cfg, getenv, log)
 	newActions := func(a []config.Action) ([]action.Action, error) {
 		return action.New(a, action.Options{Redeploy: redeployer})
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"time"
 
@@ -106,8 +107,10 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	w := watch.New(watch.Options{
 		ECS:     watch.NewECSClients(cfg),
+		SSM:     watch.NewSSMClients(cfg),
 		Source:  &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: *region, Attempts: fetch.RefreshMaxAttempts},
-		Targets: targets, Interval: interval, Jitter: jitter, DryRun: *dryRun,
+		Owner:   watcherID(ctx, getenv),
+		Targets: targets, Interval: interval, Jitter: jitter, DryRun: wc.DryRun, // the flag or the file
 		Log: log, Metrics: m, Status: st, Rand: rand.Float64, Now: time.Now,
 	})
 	if err := w.Validate(); err != nil {
@@ -137,6 +140,20 @@ func taskRegionOf(ctx context.Context, getenv func(string) string) (string, erro
 		return "", err
 	}
 	return t.Region()
+}
+
+// watcherID names this watcher in lock records: its task ARN, else the
+// host name. It is for people reading the records; nothing depends on it.
+func watcherID(ctx context.Context, getenv func(string) string) string {
+	if getenv(taskmeta.EnvURI) != "" {
+		if t, err := taskmeta.Get(ctx, getenv, &http.Client{Timeout: 5 * time.Second}); err == nil && t.TaskARN != "" {
+			return t.TaskARN
+		}
+	}
+	if h, err := os.Hostname(); err == nil {
+		return "agent-watch@" + h
+	}
+	return "agent-watch"
 }
 
 func flagErr(err error) error {

@@ -37,15 +37,22 @@ func TestWatchRedeploysEachServiceOncePerRotation(t *testing.T) {
 	f.fake.CreateService(region, "prod", "api", taskDef(f, "api", "/shared", "/own"))
 	f.fake.CreateService(region, "prod", "worker", taskDef(f, "worker", "/own"))
 
-	for _, dry := range []bool{true, false} {
+	// A dry run, by flag or by the configuration file's dryRun, calls no
+	// mutating API (UpdateService, PutParameter, DeleteParameter).
+	for _, mode := range []string{"dry-run flag", "dryRun in the config file", "real"} {
+		dry := mode != "real"
 		args := []string{"watch", "--cluster", "prod", "--service", "web", "--service", "api", "--service", "worker",
 			"--interval", "1s", "--metrics-addr", "127.0.0.1:0"}
 		env := f.fake.Env(region)
 		if dry {
 			// The same services from the configuration instead of flags.
-			args = []string{"watch", "--dry-run"}
+			args = []string{"watch"}
+			dryRun := `"dryRun":true,`
+			if mode == "dry-run flag" {
+				args, dryRun = append(args, "--dry-run"), ""
+			}
 			env = append(env, `AGENT_CONFIG={"services":[{"cluster":"prod","service":"web"},{"cluster":"prod","service":"api"},`+
-				`{"cluster":"prod","service":"worker","region":"`+region+`"}],"interval":"1s","metricsAddr":"127.0.0.1:0"}`)
+				`{"cluster":"prod","service":"worker","region":"`+region+`"}],`+dryRun+`"interval":"1s","metricsAddr":"127.0.0.1:0"}`)
 		}
 		cmd := exec.Command(agentBin, args...)
 		cmd.Env = env
@@ -99,6 +106,9 @@ func TestWatchRedeploysEachServiceOncePerRotation(t *testing.T) {
 		want := map[string]int{"web": 1, "api": 1, "worker": 0}
 		got := map[string]int{}
 		for _, c := range f.fake.CallLog() {
+			if dry && (c.Op == "UpdateService" || c.Op == "PutParameter" || c.Op == "DeleteParameter") {
+				t.Errorf("%s: a dry run called %s %q", mode, c.Op, c.Names)
+			}
 			if c.Op == "UpdateService" {
 				got[strings.Join(c.Names, ",")]++
 			}
@@ -111,7 +121,7 @@ func TestWatchRedeploysEachServiceOncePerRotation(t *testing.T) {
 		}
 		for svc, n := range want {
 			if got[svc] != n {
-				t.Errorf("dry-run=%v: UpdateService for %s: %d, want %d (all: %v)", dry, svc, got[svc], n, got)
+				t.Errorf("%s: UpdateService for %s: %d, want %d (all: %v)", mode, svc, got[svc], n, got)
 			}
 		}
 		assertNoSecrets(t, "stderr", logs.String(), f.secrets)
@@ -150,7 +160,7 @@ func TestRunRedeployActionElectsOneTask(t *testing.T) {
 	eventually(t, "the election settled", 30*time.Second, func() bool {
 		n := 0
 		for _, a := range agents {
-			if strings.Contains(a.logs(), `"msg":"redeploy"`) {
+			if strings.Contains(a.logs(), `"msg":"redeploy done"`) {
 				n++
 			}
 		}

@@ -5,6 +5,12 @@
 // (de)serialization exactly as in an ECS task.
 //
 // It does not depend on package testing, so a benchmark program can use it.
+//
+// Why this fake and not kumo for the redeploy tests: kumo has no
+// DescribeServices, DescribeTaskDefinition or forceNewDeployment, and no
+// per-operation latency, which the exactly-once tests need (UpdateService
+// slowed to over a second, deployments with createdAt); GetParametersByPath
+// (the lock records) is here for the same tests.
 package awsfake
 
 import (
@@ -147,6 +153,13 @@ func (f *Fake) DenyAccess(op, resource string) {
 	f.deny[op+"\x00"+resource] = true
 }
 
+// AllowAccess undoes DenyAccess(op, resource).
+func (f *Fake) AllowAccess(op, resource string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.deny, op+"\x00"+resource)
+}
+
 // denied reports whether op is denied on any of the resources. Callers hold mu.
 func (f *Fake) denied(op string, resources ...string) bool {
 	for _, r := range resources {
@@ -244,6 +257,8 @@ func (f *Fake) route(target string) (service string, h handler) {
 			h = f.getParameters
 		case "GetParameter":
 			h = f.getParameter
+		case "GetParametersByPath":
+			h = f.getParametersByPath
 		case "PutParameter":
 			h = f.putParameterAPI
 		case "DeleteParameter":

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -302,6 +303,92 @@ func (f *Fake) getParameter(region string, body []byte) (any, *APIError) {
 		return nil, &APIError{Status: 400, Code: "ParameterNotFound"}
 	}
 	return struct{ Parameter parameterOut }{*p}, nil
+}
+
+// getParametersByPath lists the parameters one level under Path (the lock
+// records of a service), in pages of at most MaxResults (default and
+// maximum 10, as in SSM), name order.
+func (f *Fake) getParametersByPath(region string, body []byte) (any, *APIError) {
+	var in struct {
+		Path           string
+		Recursive      bool
+		WithDecryption bool
+		MaxResults     int
+		NextToken      string
+	}
+	if e := decode(body, &in); e != nil {
+		return nil, e
+	}
+	if !strings.HasPrefix(in.Path, "/") {
+		return nil, validationError("The parameter doesn't meet the parameter name requirements. The parameter name must begin with a forward slash \"/\".")
+	}
+	switch {
+	case in.MaxResults == 0:
+		in.MaxResults = 10
+	case in.MaxResults < 1 || in.MaxResults > 10:
+		return nil, validationError("1 validation error detected: Value '%d' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 10", in.MaxResults)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.denied("GetParametersByPath", in.Path, paramARN(region, in.Path)) {
+		return nil, accessDenied("ssm:GetParametersByPath", paramARN(region, in.Path))
+	}
+	prefix := strings.TrimSuffix(in.Path, "/") + "/"
+	var names []string
+	for name := range f.store(region).params {
+		rest, ok := strings.CutPrefix(name, prefix)
+		if ok && rest != "" && (in.Recursive || !strings.Contains(rest, "/")) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	start := 0
+	if in.NextToken != "" {
+		n, err := strconv.Atoi(in.NextToken)
+		if err != nil || n < 0 || n > len(names) {
+			return nil, &APIError{Status: 400, Code: "InvalidNextToken", Message: "The specified token isn't valid."}
+		}
+		start = n
+	}
+	out := struct {
+		NextToken  string `json:",omitempty"`
+		Parameters []parameterOut
+	}{Parameters: []parameterOut{}}
+	for _, name := range names[start:min(start+in.MaxResults, len(names))] {
+		p := f.store(region).params[name]
+		out.Parameters = append(out.Parameters, p.out(region, "", p.versions[len(p.versions)-1], in.WithDecryption))
+	}
+	if start+in.MaxResults < len(names) {
+		out.NextToken = strconv.Itoa(start + in.MaxResults)
+	}
+	return out, nil
+}
+
+// ParameterNames lists the names of the parameters in region under prefix,
+// sorted: what a test checks lock records with.
+func (f *Fake) ParameterNames(region, prefix string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var names []string
+	for name := range f.store(region).params {
+		if strings.HasPrefix(name, prefix) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// ParameterValue returns the latest value of a parameter in region, and
+// whether it exists: what a test reads a lock record with.
+func (f *Fake) ParameterValue(region, name string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.store(region).params[name]
+	if p == nil {
+		return "", false
+	}
+	return p.versions[len(p.versions)-1].value, true
 }
 
 func (f *Fake) putParameterAPI(region string, body []byte) (any, *APIError) {

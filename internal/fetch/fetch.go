@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -64,6 +65,10 @@ type Result struct {
 	Value   secret.Value
 	Binary  bool   // SecretBinary: raw bytes, base64 where text is needed
 	Version string // Parameter Store version number, or Secrets Manager version id (also for /aws/reference/secretsmanager/ names)
+	// Modified is AWS's date of that version: Parameter Store's
+	// LastModifiedDate, Secrets Manager's CreatedDate. Zero when AWS gave
+	// none. It dates a change for the redeploy action (action.Change.At).
+	Modified time.Time
 }
 
 // Outcome is what Fetch resolved and what it skipped.
@@ -388,7 +393,7 @@ func (c *call) result(r Request) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		res := Result{Value: secret.FromString(aws.ToString(p.Value)), Version: strconv.FormatInt(p.Version, 10)}
+		res := Result{Value: secret.FromString(aws.ToString(p.Value)), Version: strconv.FormatInt(p.Version, 10), Modified: aws.ToTime(p.LastModifiedDate)}
 		if r.Ref.ViaSecretsManager {
 			// Version is always 0 here; Poll compares the secret's version id.
 			res.Version = sourceVersionID(aws.ToString(p.SourceResult))
@@ -403,7 +408,7 @@ func (c *call) result(r Request) (Result, error) {
 		case sr.err != nil:
 			return Result{}, newError(r, k.region, "GetSecretValue", sr.err)
 		}
-		res := Result{Version: aws.ToString(sr.out.VersionId)}
+		res := Result{Version: aws.ToString(sr.out.VersionId), Modified: aws.ToTime(sr.out.CreatedDate)}
 		if sr.out.SecretString != nil {
 			res.Value = secret.FromString(*sr.out.SecretString)
 		} else {

@@ -4,16 +4,21 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
 // Version is the version a request resolves to now, read without its value.
 type Version struct {
 	ID string // as Result.Version: a Parameter Store version number, or a Secrets Manager version id
 
-	// Created is when that version was made, where the polling call says so
-	// at no extra cost: Parameter Store's LastModifiedDate (AWS's clock).
-	// Zero for Secrets Manager and /aws/reference/secretsmanager/ names
-	// (DescribeSecret dates no version) and for pinned references.
+	// Created dates the version by AWS's clock, where the polling call says
+	// so at no extra cost: Parameter Store's LastModifiedDate; for Secrets
+	// Manager (and /aws/reference/secretsmanager/ names) DescribeSecret's
+	// LastChangedDate, which dates no version but moves when a stage moves,
+	// so a stage moved back to an older version is dated by the move, not
+	// by that version's creation (an unrelated change of the secret makes
+	// the date later: the safe direction). Zero for pinned references.
 	Created time.Time
 }
 
@@ -57,6 +62,8 @@ func (f *Fetcher) Versions(ctx context.Context, reqs []Request) (map[string]Vers
 				if p, err := c.parameter(r); err == nil && p.LastModifiedDate != nil {
 					v.Created = *p.LastModifiedDate
 				}
+			} else if k, _ := f.describeTarget(r.Ref); c.dres[k].out != nil {
+				v.Created = aws.ToTime(c.dres[k].out.LastChangedDate)
 			}
 			out[r.Name] = v
 		}

@@ -47,10 +47,11 @@ func TestVersionsAgainstFake(t *testing.T) {
 		t.Errorf("P00 = %+v, want version 2 with its LastModifiedDate", v)
 	}
 	dbID := fake.SecretVersionID(region, "db", "AWSCURRENT")
-	if got["DB"].ID != dbID || got["DB_A"].ID != dbID || !got["DB"].Created.IsZero() {
-		t.Errorf("DB = %+v, DB_A = %+v, want %s undated", got["DB"], got["DB_A"], dbID)
+	// A secret is dated by DescribeSecret's LastChangedDate.
+	if got["DB"].ID != dbID || got["DB_A"].ID != dbID || got["DB"].Created.IsZero() || got["DB"].Created.After(before) || got["DB_A"].Created != got["DB"].Created {
+		t.Errorf("DB = %+v, DB_A = %+v, want %s dated by LastChangedDate", got["DB"], got["DB_A"], dbID)
 	}
-	if got["TOKEN"].ID != fake.SecretVersionID(region, "token", "AWSCURRENT") {
+	if got["TOKEN"].ID != fake.SecretVersionID(region, "token", "AWSCURRENT") || got["TOKEN"].Created.IsZero() {
 		t.Errorf("TOKEN = %+v", got["TOKEN"])
 	}
 	if got["PINNED"].ID != "1" || got["PINNED_SM"].ID != dbID {

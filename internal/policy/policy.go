@@ -21,12 +21,13 @@ import (
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/redeploy"
 )
 
-// LockPrefix is the Parameter Store path under which the in-task redeploy
-// action creates its election locks. The policy grants the lock actions on
-// this prefix only, so the redeploy code must name every lock under it.
-const LockPrefix = "/ecs-secrets-agent/locks/"
+// LockPrefix is the Parameter Store path under which the redeploy actors
+// (in-task actions and watchers) keep their lock records. The policy grants
+// the lock actions under it only.
+const LockPrefix = redeploy.LockPrefix
 
 // Version is the IAM policy language version every document uses.
 const Version = "2012-10-17"
@@ -44,6 +45,7 @@ const (
 	SidWatchTaskDefinitions = "WatchTaskDefinitions"
 	SidWatchParameters      = "WatchParameters"
 	SidWatchSecrets         = "WatchSecrets"
+	SidWatchRedeployLock    = "WatchRedeployLock"
 	SidEcsTasksAssumeRole   = "EcsTasksAssumeRole"
 )
 
@@ -204,6 +206,7 @@ type builder struct {
 	watchSvcs  set
 	watchParam set
 	watchSecr  set
+	watchLocks set // each watched service's lock path and records
 	partitions set
 	notes      []string
 	noted      set
@@ -228,7 +231,7 @@ func (s set) sorted() []string {
 
 func newBuilder(in Input) (*builder, error) {
 	b := &builder{in: in, params: set{}, secrets: set{}, describe: set{}, viaSSM: set{}, viaSM: set{},
-		redeploys: set{}, locks: set{}, watchSvcs: set{}, watchParam: set{}, watchSecr: set{},
+		redeploys: set{}, locks: set{}, watchSvcs: set{}, watchParam: set{}, watchSecr: set{}, watchLocks: set{},
 		partitions: set{}, noted: set{}}
 	var err error
 	if b.partition, err = partitionOf(in); err != nil {
@@ -481,6 +484,13 @@ func (b *builder) watch(i int, w Service) error {
 	// The service's partition, region and account, from its ARN.
 	f := strings.SplitN(svc, ":", 6)
 	partition, region, account := f[1], f[3], f[4]
+	// The lock records this service shares with its tasks' redeploy
+	// actions and other watchers: the path (GetParametersByPath) and the
+	// records under it.
+	names := strings.Split(strings.TrimPrefix(f[5], "service/"), "/")
+	lock := redeploy.LockPath(names[0], names[1])
+	b.watchLocks.add(parameterARN(partition, region, account, lock))
+	b.watchLocks.add(parameterARN(partition, region, account, lock+"/*"))
 	b.watchParam.add(parameterARN(partition, region, account, "*"))
 	b.watchSecr.add(arn(partition, "secretsmanager", region, account, "secret:*"))
 	return nil
@@ -561,7 +571,7 @@ func (b *builder) document() Document {
 		b.note("kms:Decrypt is only needed for customer managed keys: parameters and secrets encrypted with the AWS managed keys (aws/ssm, aws/secretsmanager) need no grant, and the DecryptVia* statements can go. The key is not named by a reference, so Resource is * limited by kms:ViaService; put your key ARNs there if you know them")
 	}
 	add(SidRedeploy, []string{"ecs:DescribeServices", "ecs:UpdateService"}, b.redeploys, nil)
-	add(SidRedeployLock, []string{"ssm:DeleteParameter", "ssm:GetParameter", "ssm:PutParameter"}, b.locks, nil)
+	add(SidRedeployLock, []string{"ssm:DeleteParameter", "ssm:GetParameter", "ssm:GetParametersByPath", "ssm:PutParameter"}, b.locks, nil)
 	add(SidWatchServices, []string{"ecs:DescribeServices", "ecs:UpdateService"}, b.watchSvcs, nil)
 	if len(b.watchSvcs) > 0 {
 		add(SidWatchTaskDefinitions, []string{"ecs:DescribeTaskDefinition"}, everything, nil)
@@ -569,6 +579,10 @@ func (b *builder) document() Document {
 	}
 	add(SidWatchParameters, []string{"ssm:GetParameters"}, b.watchParam, nil)
 	add(SidWatchSecrets, []string{"secretsmanager:DescribeSecret"}, b.watchSecr, nil)
+	add(SidWatchRedeployLock, []string{"ssm:DeleteParameter", "ssm:GetParameter", "ssm:GetParametersByPath", "ssm:PutParameter"}, b.watchLocks, nil)
+	if len(b.watchLocks) > 0 {
+		b.note("WatchRedeployLock lets the watcher share each service's redeploy lock with the service's own redeploy actions and other watchers (exactly one deployment per change): the lock path and the records under it, String parameters, no value of a secret")
+	}
 	if len(b.watchParam) > 0 {
 		b.note("agent watch learns which parameters and secrets to poll from the services' task definitions at run time, so WatchParameters and WatchSecrets allow reading the metadata (ssm:GetParameters without decryption, secretsmanager:DescribeSecret: never a value, no kms:Decrypt) of every parameter and secret in the watched services' regions and account — narrow them to your paths (parameter/prod/*, secret:prod/*) if you can, and add any parameter or secret in another region or account that a task definition names")
 	}

@@ -234,8 +234,16 @@ var goldenCases = []goldenCase{
 			"arn:aws:ssm:eu-west-1:111122223333:parameter/*",
 			"arn:aws:secretsmanager:us-east-1:111122223333:secret:*",
 			"arn:aws:secretsmanager:eu-west-1:111122223333:secret:*",
+			// The lock each watched service shares with its tasks and
+			// other watchers: its path and the records under it.
+			"arn:aws:ssm:us-east-1:111122223333:parameter/ecs-secrets-agent/locks/prod/web",
+			"arn:aws:ssm:us-east-1:111122223333:parameter/ecs-secrets-agent/locks/prod/web/*",
+			"arn:aws:ssm:us-east-1:111122223333:parameter/ecs-secrets-agent/locks/prod/api",
+			"arn:aws:ssm:us-east-1:111122223333:parameter/ecs-secrets-agent/locks/prod/api/*",
+			"arn:aws:ssm:eu-west-1:111122223333:parameter/ecs-secrets-agent/locks/staging/worker",
+			"arn:aws:ssm:eu-west-1:111122223333:parameter/ecs-secrets-agent/locks/staging/worker/*",
 		},
-		wantNote: []string{"at run time", "no resource-level permissions"},
+		wantNote: []string{"at run time", "no resource-level permissions", "WatchRedeployLock"},
 	},
 	{
 		name:    "trust",
@@ -329,6 +337,7 @@ var allowedActions = map[string]bool{
 	"ssm:GetParameters":             false,
 	"ssm:GetParameter":              false,
 	"ssm:PutParameter":              false,
+	"ssm:GetParametersByPath":       false,
 	"ssm:DeleteParameter":           false,
 	"secretsmanager:GetSecretValue": false,
 	"secretsmanager:DescribeSecret": false,

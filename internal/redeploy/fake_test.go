@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -95,6 +97,9 @@ type fakeSSM struct {
 	// as the SDK's retry of a create whose first answer was lost does.
 	echoCreate bool
 	noDelete   bool // fail the test on DeleteParameter
+	// crashed, if set, fails every put whose value it matches: a crashed
+	// actor writes nothing more.
+	crashed func(value string) bool
 
 	mu     sync.Mutex
 	params map[string]param
@@ -126,6 +131,9 @@ func (f *fakeSSM) PutParameter(ctx context.Context, in *ssm.PutParameterInput, _
 	if err := wait(ctx, f.latency); err != nil {
 		return nil, err
 	}
+	if f.crashed != nil && f.crashed(value) {
+		return nil, fmt.Errorf("fake: the actor crashed")
+	}
 	f.mu.Lock()
 	_, exists := f.params[name]
 	if exists && !*in.Overwrite {
@@ -143,6 +151,55 @@ func (f *fakeSSM) PutParameter(ctx context.Context, in *ssm.PutParameterInput, _
 		}
 	}
 	return &ssm.PutParameterOutput{Version: 1, Tier: ssmtypes.ParameterTierStandard}, nil
+}
+
+// GetParametersByPath answers in pages of 3, so callers must follow
+// NextToken as AWS's best-effort pages require.
+func (f *fakeSSM) GetParametersByPath(ctx context.Context, in *ssm.GetParametersByPathInput, _ ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error) {
+	f.calls.add("GetParametersByPath")
+	path := aws.ToString(in.Path)
+	f.checkName("GetParametersByPath", path)
+	if aws.ToBool(in.WithDecryption) || aws.ToBool(in.Recursive) {
+		f.t.Errorf("GetParametersByPath %s: decryption %v, recursive %v: want neither", path, aws.ToBool(in.WithDecryption), aws.ToBool(in.Recursive))
+	}
+	if err := wait(ctx, f.latency); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	var names []string
+	for n := range f.params {
+		if rest, ok := strings.CutPrefix(n, path+"/"); ok && !strings.Contains(rest, "/") {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	start := 0
+	if tok := aws.ToString(in.NextToken); tok != "" {
+		start, _ = strconv.Atoi(tok)
+	}
+	out := &ssm.GetParametersByPathOutput{}
+	for i := start; i < len(names) && i < start+3; i++ {
+		p := f.params[names[i]]
+		out.Parameters = append(out.Parameters, ssmtypes.Parameter{Name: aws.String(names[i]), Value: aws.String(p.value),
+			Type: ssmtypes.ParameterTypeString, LastModifiedDate: aws.Time(p.modified), Version: 1})
+	}
+	if start+3 < len(names) {
+		out.NextToken = aws.String(strconv.Itoa(start + 3))
+	}
+	f.mu.Unlock()
+	return out, nil
+}
+
+// names lists the parameters in the fake.
+func (f *fakeSSM) names() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for n := range f.params {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (f *fakeSSM) GetParameter(ctx context.Context, in *ssm.GetParameterInput, _ ...func(*ssm.Options)) (*ssm.GetParameterOutput, error) {
@@ -217,6 +274,8 @@ type fakeECS struct {
 	slowFirstDescribe time.Duration
 	// failUpdates answers this many UpdateService calls with an error.
 	failUpdates int
+	// updateErr, if set, answers every UpdateService (none deploys).
+	updateErr error
 	// onUpdate, if set, runs when a deployment was created, before the
 	// caller gets the answer.
 	onUpdate func()
@@ -234,7 +293,7 @@ func newFakeECS(t testing.TB, primaryCreated time.Time) *fakeECS {
 
 func (f *fakeECS) DescribeServices(ctx context.Context, in *ecs.DescribeServicesInput, _ ...func(*ecs.Options)) (*ecs.DescribeServicesOutput, error) {
 	f.calls.add("DescribeServices")
-	if aws.ToString(in.Cluster) != f.cluster || len(in.Services) != 1 || in.Services[0] != f.service {
+	if shortName(aws.ToString(in.Cluster)) != shortName(f.cluster) || len(in.Services) != 1 || in.Services[0] != f.service {
 		f.t.Errorf("DescribeServices(cluster %q, services %q): want cluster %q, services [%q]", aws.ToString(in.Cluster), in.Services, f.cluster, f.service)
 	}
 	latency := f.describeLatency
@@ -253,7 +312,7 @@ func (f *fakeECS) DescribeServices(ctx context.Context, in *ecs.DescribeServices
 
 func (f *fakeECS) UpdateService(ctx context.Context, in *ecs.UpdateServiceInput, _ ...func(*ecs.Options)) (*ecs.UpdateServiceOutput, error) {
 	f.calls.add("UpdateService")
-	if aws.ToString(in.Cluster) != f.cluster || aws.ToString(in.Service) != f.service || !in.ForceNewDeployment ||
+	if shortName(aws.ToString(in.Cluster)) != shortName(f.cluster) || aws.ToString(in.Service) != f.service || !in.ForceNewDeployment ||
 		in.TaskDefinition != nil || in.DesiredCount != nil {
 		f.t.Errorf("UpdateService(cluster %q, service %q, force %v, task definition %v, desired count %v): want only a forced new deployment of %q in %q",
 			aws.ToString(in.Cluster), aws.ToString(in.Service), in.ForceNewDeployment, in.TaskDefinition, in.DesiredCount, f.service, f.cluster)
@@ -265,6 +324,10 @@ func (f *fakeECS) UpdateService(ctx context.Context, in *ecs.UpdateServiceInput,
 		return nil, err
 	}
 	f.mu.Lock()
+	if f.updateErr != nil {
+		f.mu.Unlock()
+		return nil, f.updateErr
+	}
 	if f.failUpdates > 0 {
 		f.failUpdates--
 		f.mu.Unlock()

@@ -7,7 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,35 +22,41 @@ import (
 const LockPrefix = "/ecs-secrets-agent/locks/"
 
 // maxPart keeps a name well under SSM's 1011 characters (which count the
-// ARN before the name too): prefix + 3 parts + generation < 450.
+// ARN before the name too): prefix + 2 parts + generation < 300.
 const maxPart = 128
 
 const (
-	stateHeld = "held"
-	stateDone = "done"
+	stateHeld = "held" // the owner is checking or deploying
+	stateDone = "done" // the owner finished: deployed, or found a deployment
+	stateFree = "free" // the owner gave up before UpdateService could have acted
 )
 
-// lockValue is a lock parameter's value (JSON, a String parameter).
+// lockValue is a lock record's value (JSON, a String parameter).
 type lockValue struct {
-	Owner    string    `json:"owner"`    // task ARN of the holder
+	Owner    string    `json:"owner"`    // task ARN (or watcher id) of the holder
 	Acquired time.Time `json:"acquired"` // holder's clock, when it sent the create
-	State    string    `json:"state"`    // held or done
-	// Set when done:
-	Result     string    `json:"result,omitempty"` // an Outcome: deployed, took-over, already-deployed
-	Deployment string    `json:"deployment,omitempty"`
-	Finished   time.Time `json:"finished,omitzero"`
+	State    string    `json:"state"`
+	// The service's newest deployment known to the writer, carried from
+	// record to record, so that an actor whose change it covers needs no
+	// DescribeServices.
+	Deployment        string    `json:"deployment,omitempty"`
+	DeploymentCreated time.Time `json:"deploymentCreated,omitzero"` // ECS's createdAt
 }
 
-// lock is a lock as read.
+// lock is one lock record as read.
 type lock struct {
+	gen      int
+	name     string
 	raw      string
 	val      lockValue
-	modified time.Time // SSM's LastModifiedDate: creation, until marked done
+	modified time.Time // SSM's LastModifiedDate: creation, until overwritten
 }
 
-// lockDir is LockPrefix/<cluster>/<service>/ with ARNs shortened to names.
-func lockDir(cluster, service string) string {
-	return LockPrefix + part(shortName(cluster)) + "/" + part(shortName(service)) + "/"
+// LockPath is the parameter path under which every actor (in-task agents
+// and watchers) keeps the lock records of one service:
+// LockPrefix<cluster>/<service>, with ARNs shortened to names.
+func LockPath(cluster, service string) string {
+	return LockPrefix + part(shortName(cluster)) + "/" + part(shortName(service))
 }
 
 // shortName turns a cluster or service ARN into its name (the last path
@@ -78,74 +85,93 @@ func part(s string) string {
 	return "h-" + hex.EncodeToString(sum[:16])
 }
 
-// read returns the lock called name, and whether it exists.
-func (r *Redeployer) read(ctx context.Context, name string) (lock, bool, error) {
-	out, err := r.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(false)})
-	var nf *ssmtypes.ParameterNotFound
-	if errors.As(err, &nf) {
-		return lock{}, false, nil
+func (r *Redeployer) genName(gen int) string { return r.path + "/" + strconv.Itoa(gen) }
+
+// list reads every lock record of the service, oldest generation first,
+// following NextToken (GetParametersByPath may answer a page short).
+func (r *Redeployer) list(ctx context.Context) ([]lock, error) {
+	var locks []lock
+	in := &ssm.GetParametersByPathInput{Path: aws.String(r.path), Recursive: aws.Bool(false), WithDecryption: aws.Bool(false)}
+	for pages := 0; ; pages++ {
+		if pages == 100 {
+			return nil, fmt.Errorf("redeploy: GetParametersByPath %s: more than 100 pages", r.path)
+		}
+		out, err := r.ssm.GetParametersByPath(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("redeploy: GetParametersByPath %s: %w", r.path, err)
+		}
+		for _, p := range out.Parameters {
+			name := aws.ToString(p.Name)
+			gen, err := strconv.Atoi(strings.TrimPrefix(name, r.path+"/"))
+			if err != nil || gen < 1 {
+				continue // not a lock record of ours
+			}
+			locks = append(locks, parse(gen, name, aws.ToString(p.Value), aws.ToTime(p.LastModifiedDate)))
+		}
+		if aws.ToString(out.NextToken) == "" {
+			break
+		}
+		in.NextToken = out.NextToken
 	}
-	if err != nil {
-		return lock{}, false, fmt.Errorf("redeploy: GetParameter %s: %w", name, err)
-	}
-	if out.Parameter == nil {
-		return lock{}, false, fmt.Errorf("redeploy: GetParameter %s: no parameter in the answer", name)
-	}
-	l := lock{raw: aws.ToString(out.Parameter.Value), modified: aws.ToTime(out.Parameter.LastModifiedDate)}
-	if err := json.Unmarshal([]byte(l.raw), &l.val); err != nil || (l.val.State != stateHeld && l.val.State != stateDone) {
-		// Not ours to interpret: treat it as held by nobody known, so it
-		// goes stale and the next generation takes over.
+	slices.SortFunc(locks, func(a, b lock) int { return a.gen - b.gen })
+	return locks, nil
+}
+
+func parse(gen int, name, raw string, modified time.Time) lock {
+	l := lock{gen: gen, name: name, raw: raw, modified: modified}
+	if err := json.Unmarshal([]byte(raw), &l.val); err != nil || (l.val.State != stateHeld && l.val.State != stateDone && l.val.State != stateFree) {
+		// Not ours to interpret: held by nobody known, so it expires and
+		// the next generation takes over.
 		l.val = lockValue{State: stateHeld}
 	}
 	if l.modified.IsZero() {
 		l.modified = l.val.Acquired
 	}
-	return l, true, nil
+	return l
 }
 
-// create tries to take the lock called name. It reports whether this task
-// won; if not, held is the lock as read after losing, or nil if the lock was
-// gone again by then.
-func (r *Redeployer) create(ctx context.Context, name string, start time.Time) (won bool, held *lock, err error) {
-	value := encode(lockValue{Owner: r.task, Acquired: start.UTC(), State: stateHeld})
+// create tries to take generation gen with an atomic create
+// (Overwrite=false): SSM creates a name at most once, so one actor wins.
+func (r *Redeployer) create(ctx context.Context, gen int, v lockValue) (won bool, err error) {
+	name := r.genName(gen)
+	value := encode(v)
 	_, err = r.ssm.PutParameter(ctx, &ssm.PutParameterInput{
 		Name: aws.String(name), Value: aws.String(value), Type: ssmtypes.ParameterTypeString,
 		Overwrite:   aws.Bool(false),
 		Description: aws.String("ecs-secrets-agent redeploy lock"),
 	})
-	var exists *ssmtypes.ParameterAlreadyExists
 	if err == nil {
-		return true, nil, nil
+		return true, nil
 	}
+	var exists *ssmtypes.ParameterAlreadyExists
 	if !errors.As(err, &exists) {
-		return false, nil, fmt.Errorf("redeploy: PutParameter %s: %w", name, err)
+		return false, fmt.Errorf("redeploy: PutParameter %s: %w", name, err)
 	}
-	l, found, err := r.read(ctx, name)
-	if err != nil || !found {
-		return false, nil, err
+	// Our own create, whose answer was lost and whose retry by the SDK
+	// found it, reads back with our exact value (owner and nanosecond
+	// acquisition time make it unique).
+	out, err := r.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(false)})
+	var nf *ssmtypes.ParameterNotFound
+	switch {
+	case errors.As(err, &nf):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("redeploy: GetParameter %s: %w", name, err)
 	}
-	if l.raw == value {
-		// Our own create, whose answer was lost and whose retry by the
-		// SDK found it: we hold the lock.
-		return true, nil, nil
-	}
-	return false, &l, nil
+	return out.Parameter != nil && aws.ToString(out.Parameter.Value) == value, nil
 }
 
-// markDone overwrites this task's own lock (nobody else writes it) with
-// state done. If that fails, waiting tasks take over after the takeover
-// delay and find the deployment, so the failure is only logged.
-func (r *Redeployer) markDone(ctx context.Context, log *slog.Logger, changeID string, gen int, start time.Time, result, deployment string) {
-	name := r.lockName(changeID, gen)
-	value := encode(lockValue{Owner: r.task, Acquired: start.UTC(), State: stateDone,
-		Result: result, Deployment: deployment, Finished: r.now().UTC()})
+// write overwrites this actor's own generation (nobody else writes it).
+func (r *Redeployer) write(ctx context.Context, gen int, v lockValue) error {
+	name := r.genName(gen)
 	_, err := r.ssm.PutParameter(ctx, &ssm.PutParameterInput{
-		Name: aws.String(name), Value: aws.String(value), Type: ssmtypes.ParameterTypeString,
+		Name: aws.String(name), Value: aws.String(encode(v)), Type: ssmtypes.ParameterTypeString,
 		Overwrite: aws.Bool(true),
 	})
 	if err != nil {
-		log.Warn("cannot mark the lock done; waiting tasks will take over and find the deployment", "error", err.Error())
+		return fmt.Errorf("redeploy: PutParameter %s: %w", name, err)
 	}
+	return nil
 }
 
 func (r *Redeployer) delete(ctx context.Context, name string) error {

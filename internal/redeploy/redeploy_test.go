@@ -2,277 +2,324 @@ package redeploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/smithy-go"
 )
 
 const (
 	testCluster = "arn:aws:ecs:eu-west-1:111122223333:cluster/prod"
 	testTask    = "arn:aws:ecs:eu-west-1:111122223333:task/prod/0123456789abcdef"
+	testPath    = LockPrefix + "prod/web"
 )
 
-func newTest(t *testing.T, s *fakeSSM, e *fakeECS, task string) *Redeployer {
+func newTest(t *testing.T, s *fakeSSM, e *fakeECS, owner string, mod func(*Options)) *Redeployer {
 	t.Helper()
-	r, err := New(Options{SSM: s, ECS: e, Cluster: testCluster, Service: "web", TaskARN: task, TakeoverAfter: takeoverAfter})
+	o := Options{SSM: s, ECS: e, Cluster: testCluster, Service: "web", Owner: owner, TakeoverAfter: takeoverAfter}
+	if mod != nil {
+		mod(&o)
+	}
+	r, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-func TestChangeOf(t *testing.T) {
-	base := ChangeOf(map[string]string{"db": "4", "api": "v1"}).ID
-	for _, tc := range []struct {
-		name     string
-		versions map[string]string
-		same     bool
-	}{
-		{"same versions", map[string]string{"api": "v1", "db": "4"}, true},
-		{"one version moved", map[string]string{"db": "5", "api": "v1"}, false},
-		{"a secret more", map[string]string{"db": "4", "api": "v1", "tls": "1"}, false},
-		{"name and version not confused", map[string]string{"db=4": "", "api": "v1"}, false},
-		{"empty", map[string]string{}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			id := ChangeOf(tc.versions).ID
-			if (id == base) != tc.same {
-				t.Errorf("ChangeOf(%v) = %s, base %s: same = %v, want %v", tc.versions, id, base, id == base, tc.same)
-			}
-			if len(id) != 32 || part(id) != id {
-				t.Errorf("id %q is not 32 characters valid in an SSM name", id)
-			}
-		})
-	}
-}
-
-func TestLockNames(t *testing.T) {
+func TestLockPath(t *testing.T) {
 	long := strings.Repeat("s", 255)
 	for _, tc := range []struct {
 		name, cluster, service, want string
 	}{
-		{"names", "prod", "web", LockPrefix + "prod/web/"},
-		{"ARNs shortened to names", testCluster, "arn:aws:ecs:eu-west-1:111122223333:service/prod/web", LockPrefix + "prod/web/"},
-		{"invalid characters hashed", "prod", "web app", LockPrefix + "prod/h-"},
-		{"dot-dot hashed", "..", "web", LockPrefix + "h-"},
-		{"long names hashed", "prod", long, LockPrefix + "prod/h-"},
+		{"names", "prod", "web", testPath},
+		{"ARNs shortened to names, so a name and an ARN share one lock", testCluster, "arn:aws:ecs:eu-west-1:111122223333:service/prod/web", testPath},
+		{"a part SSM would reject is hashed", "prod", "web app", LockPrefix + "prod/" + part("web app")},
+		{"a long part is hashed", "prod", long, LockPrefix + "prod/" + part(long)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := lockDir(tc.cluster, tc.service)
-			if !strings.HasPrefix(got, tc.want) {
-				t.Errorf("lockDir(%q, %q) = %q, want prefix %q", tc.cluster, tc.service, got, tc.want)
-			}
-			if strings.Count(got, "/") != 5 || len(got) > 300 {
-				t.Errorf("lockDir(%q, %q) = %q: want 4 levels and a short name", tc.cluster, tc.service, got)
+			if got := LockPath(tc.cluster, tc.service); got != tc.want {
+				t.Errorf("LockPath(%q, %q) = %q, want %q", tc.cluster, tc.service, got, tc.want)
 			}
 		})
 	}
-	if lockDir("prod", "web app") == lockDir("prod", "web_app") {
-		t.Error(`"web app" and "web_app" share locks`)
+	if p := part("web app"); !strings.HasPrefix(p, "h-") || len(p) != 34 {
+		t.Errorf("part(%q) = %q, want h- and 32 hex digits", "web app", p)
 	}
 }
 
 func TestNewErrors(t *testing.T) {
-	ok := Options{SSM: newFakeSSM(t, 0), ECS: newFakeECS(t, time.Now()), Cluster: "prod", Service: "web", TaskARN: testTask}
+	ok := Options{SSM: newFakeSSM(t, 0), ECS: newFakeECS(t, time.Now()), Cluster: "prod", Service: "web", Owner: testTask}
 	for _, tc := range []struct {
-		name   string
-		modify func(*Options)
-		want   string
+		name string
+		mod  func(*Options)
+		want string
 	}{
 		{"no SSM", func(o *Options) { o.SSM = nil }, "redeploy: no SSM client"},
 		{"no ECS", func(o *Options) { o.ECS = nil }, "redeploy: no ECS client"},
-		{"no cluster", func(o *Options) { o.Cluster = "" }, "redeploy: cluster is empty"},
-		{"standalone task", func(o *Options) { o.Service = "" }, "redeploy: service is empty: the task is not part of an ECS service"},
-		{"no task ARN", func(o *Options) { o.TaskARN = "" }, "redeploy: task ARN is empty"},
+		{"no cluster", func(o *Options) { o.Cluster = "" }, "redeploy: cluster is empty (not in the task metadata and not configured)"},
+		{"no service", func(o *Options) { o.Service = "" }, "redeploy: service is empty: the task is not part of an ECS service (the task metadata has no ServiceName) and none is configured"},
+		{"no owner", func(o *Options) { o.Owner = "" }, "redeploy: owner (task ARN) is empty"},
 		{"takeover too short", func(o *Options) { o.TakeoverAfter = time.Second }, "redeploy: takeover delay 1s is below the minimum 2s"},
-		{"negative retention", func(o *Options) { o.Retention = -time.Hour }, "redeploy: retention -1h0m0s is negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := ok
-			tc.modify(&o)
-			if _, err := New(o); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
-				t.Errorf("New() error = %v, want %q", err, tc.want)
+			tc.mod(&o)
+			if _, err := New(o); err == nil || err.Error() != tc.want {
+				t.Errorf("New: %v, want %q", err, tc.want)
 			}
 		})
 	}
-	if _, err := New(ok); err != nil {
-		t.Errorf("New(valid) = %v", err)
-	}
 }
 
-// TestAlreadyDeployed: a task that sees the change after a deployment newer
-// than the change exists does not deploy; a task later still stops at the
-// done lock after one read.
-func TestAlreadyDeployed(t *testing.T) {
+// TestCoveredByLockRecord: an actor whose change the lock record's
+// deployment postdates returns after one GetParametersByPath: no ECS call,
+// no write.
+func TestCoveredByLockRecord(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rotated := time.Now()
-		time.Sleep(time.Minute) // a pipeline deployed after the rotation
-		s, e := newFakeSSM(t, ssmLatency), newFakeECS(t, time.Now())
-		s.noDelete, e.noUpdate = true, true
-		change := ChangeOf(newVersions)
-		change.At = rotated // the version's creation time
-
-		time.Sleep(time.Minute)
-		got, err := newTest(t, s, e, testTask).Redeploy(t.Context(), change)
-		if got != AlreadyDeployed || err != nil {
-			t.Fatalf("Redeploy() = %q, %v; want %q", got, err, AlreadyDeployed)
+		s, e := newFakeSSM(t, 0), newFakeECS(t, time.Now().Add(-time.Hour))
+		e.noUpdate, s.noDelete = true, true
+		deployed := time.Now()
+		s.set(testPath+"/4", lockValue{Owner: "watcher", State: stateDone, Deployment: "ecs-svc/9", DeploymentCreated: deployed}, deployed)
+		o, err := newTest(t, s, e, testTask, nil).Ensure(t.Context(), deployed.Add(-time.Second))
+		if err != nil || o != Covered {
+			t.Fatalf("Ensure = %q, %v; want %q", o, err, Covered)
 		}
-		if v, _ := s.get(LockPrefix + "prod/web/" + change.ID + "/1"); v.State != stateDone || v.Result != string(AlreadyDeployed) || v.Deployment != "ecs-svc/0" {
-			t.Errorf("lock = %+v, want done, already-deployed, ecs-svc/0", v)
-		}
-
-		late := newTest(t, s, e, testTask+"-late")
-		before := s.calls.n("GetParameter")
-		change.At = time.Time{} // observed now
-		if got, err := late.Redeploy(t.Context(), change); got != LostElection || err != nil {
-			t.Errorf("late task: Redeploy() = %q, %v; want %q", got, err, LostElection)
-		}
-		if n := s.calls.n("GetParameter") - before; n != 1 || s.calls.n("PutParameter") != 2 || e.calls.n("DescribeServices") != 1 {
-			t.Errorf("late task: %d GetParameter, %d PutParameter and %d DescribeServices in all; want 1 more read only",
-				n, s.calls.n("PutParameter"), e.calls.n("DescribeServices"))
+		if n, m, d := s.calls.n("GetParametersByPath"), s.calls.n("PutParameter"), e.calls.n("DescribeServices"); n != 1 || m != 0 || d != 0 {
+			t.Errorf("GetParametersByPath %d, PutParameter %d, DescribeServices %d; want 1, 0, 0", n, m, d)
 		}
 	})
 }
 
-// TestLostCreateAnswer: the SDK retried a create whose first answer was
-// lost and got ParameterAlreadyExists for this task's own lock.
+// TestAlreadyDeployedUnderLock: no record, but DescribeServices shows a
+// deployment newer than the change (a pipeline's): no UpdateService, and
+// the record left names that deployment.
+func TestAlreadyDeployedUnderLock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, e := newFakeSSM(t, 0), newFakeECS(t, time.Now())
+		e.noUpdate = true
+		at := time.Now().Add(-time.Minute)
+		o, err := newTest(t, s, e, testTask, nil).Ensure(t.Context(), at)
+		if err != nil || o != AlreadyDeployed {
+			t.Fatalf("Ensure = %q, %v; want %q", o, err, AlreadyDeployed)
+		}
+		v, ok := s.get(testPath + "/1")
+		if !ok || v.State != stateDone || v.Deployment != "ecs-svc/0" || !v.DeploymentCreated.Equal(time.Now()) {
+			t.Errorf("lock record = %+v (exists %v), want done naming ecs-svc/0", v, ok)
+		}
+	})
+}
+
+// TestLostCreateAnswer: the create succeeded but its answer was lost and
+// the SDK's retry got ParameterAlreadyExists: the actor recognizes its own
+// record and deploys once.
 func TestLostCreateAnswer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, e := newFakeSSM(t, ssmLatency), newFakeECS(t, time.Now().Add(-time.Hour))
-		s.echoCreate, s.noDelete = true, true
-		got, err := newTest(t, s, e, testTask).Redeploy(t.Context(), ChangeOf(newVersions))
-		if got != Deployed || err != nil || e.calls.n("UpdateService") != 1 {
-			t.Errorf("Redeploy() = %q, %v with %d UpdateService; want %q with 1", got, err, e.calls.n("UpdateService"), Deployed)
+		s, e := newFakeSSM(t, 0), newFakeECS(t, time.Now().Add(-time.Hour))
+		s.echoCreate = true
+		o, err := newTest(t, s, e, testTask, nil).Ensure(t.Context(), time.Now())
+		if err != nil || o != Deployed || len(e.deployed()) != 1 {
+			t.Fatalf("Ensure = %q, %v, %d deployments; want %q and 1", o, err, len(e.deployed()), Deployed)
 		}
 	})
 }
 
-// TestStaleLocks: locks whose holders are gone are taken over generation by
-// generation, up to MaxGenerations; a lock value that is not ours counts as
-// held.
-func TestStaleLocks(t *testing.T) {
-	change := ChangeOf(newVersions)
-	for _, tc := range []struct {
-		name  string
-		stale int // generations held by dead tasks
-		value string
-		// deployed: the dead holder's UpdateService went through a second
-		// after it took the lock (it died before marking the lock done).
-		deployed bool
-		want     Outcome
-		err      string
-	}{
-		{"one dead holder", 1, "", false, TookOver, ""},
-		{"a value not ours", 1, "not json", false, TookOver, ""},
-		{"dead holder had deployed", 1, "", true, AlreadyDeployed, ""},
-		{"every generation dead", MaxGenerations, "", false, "", "redeploy: service web: 5 lock holders in turn did not finish change " + change.ID + "; giving up"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				s, e := newFakeSSM(t, ssmLatency), newFakeECS(t, time.Now().Add(-time.Hour))
-				s.noDelete = true
-				r := newTest(t, s, e, testTask)
-				for gen := 1; gen <= tc.stale; gen++ {
-					s.set(r.lockName(change.ID, gen), lockValue{Owner: "dead", State: stateHeld}, time.Now())
-					if tc.value != "" {
-						s.mu.Lock()
-						s.params[r.lockName(change.ID, gen)] = param{value: tc.value, modified: time.Now()}
-						s.mu.Unlock()
-					}
-				}
-				if tc.deployed {
-					e.noUpdate = true
-					time.Sleep(time.Second)
-					e.mu.Lock()
-					e.deployments = append(e.deployments, ecstypes.Deployment{Id: aws.String("ecs-svc/1"), Status: aws.String("PRIMARY"), CreatedAt: aws.Time(time.Now())})
-					e.mu.Unlock()
-				}
-				time.Sleep(takeoverAfter)
-				// This task noticed the change only now, after that
-				// deployment: the lock, not its own observation, dates it.
-				got, err := r.Redeploy(t.Context(), change)
-				if got != tc.want || (err == nil) != (tc.err == "") || (err != nil && err.Error() != tc.err) {
-					t.Errorf("Redeploy() = %q, %v; want %q, %q", got, err, tc.want, tc.err)
-				}
-			})
-		})
-	}
-}
-
-// TestCleanup: the task that deploys deletes the previous change's locks
-// once they are older than the retention, and only then.
-func TestCleanup(t *testing.T) {
-	prev := ChangeOf(oldVersions).ID
-	for _, tc := range []struct {
-		name        string
-		gens        int
-		age         time.Duration
-		wantDeleted int
-	}{
-		{"older than the retention", 2, DefaultRetention + time.Minute, 2},
-		{"younger than the retention", 1, DefaultRetention - time.Minute, 0},
-		{"none", 0, 0, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				s, e := newFakeSSM(t, ssmLatency), newFakeECS(t, time.Now().Add(-time.Hour))
-				r := newTest(t, s, e, testTask)
-				for gen := 1; gen <= tc.gens; gen++ {
-					s.set(r.lockName(prev, gen), lockValue{Owner: "old", State: stateDone}, time.Now().Add(-tc.age))
-				}
-				change := ChangeOf(newVersions)
-				change.Previous = prev
-				if got, err := r.Redeploy(context.Background(), change); got != Deployed || err != nil {
-					t.Fatalf("Redeploy() = %q, %v", got, err)
-				}
-				if n := s.calls.n("DeleteParameter"); n != tc.wantDeleted {
-					t.Errorf("%d DeleteParameter calls, want %d", n, tc.wantDeleted)
-				}
-				for gen := 1; gen <= tc.gens; gen++ {
-					if _, ok := s.get(r.lockName(prev, gen)); ok == (tc.wantDeleted > 0) {
-						t.Errorf("generation %d of the previous lock: exists %v", gen, ok)
-					}
-				}
-				if _, ok := s.get(r.lockName(change.ID, 1)); !ok {
-					t.Error("the lock of the change itself was deleted")
-				}
-			})
-		})
-	}
-}
-
-// TestSimultaneous: tasks that notice at the very same instant all find no
-// lock and all try to create it; exactly one wins.
-func TestSimultaneous(t *testing.T) {
+// TestBusyHolderBoundsTheWait: a holder that never finishes makes Ensure
+// return ErrBusy after MaxWait, having deployed nothing; it is bounded so
+// the refresh loop is not blocked, and the loop retries.
+func TestBusyHolderBoundsTheWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, e := newFakeSSM(t, ssmLatency), newFakeECS(t, time.Now().Add(-time.Hour))
-		s.noDelete = true
-		e.updateLatency = updateLatency
-		const n = 20
-		outcomes := make(chan Outcome, n)
-		for i := range n {
+		s, e := newFakeSSM(t, 0), newFakeECS(t, time.Now().Add(-time.Hour))
+		e.noUpdate = true
+		s.set(testPath+"/1", lockValue{Owner: "other", State: stateHeld}, time.Now())
+		start := time.Now()
+		_, err := newTest(t, s, e, testTask, func(o *Options) { o.MaxWait = 5 * time.Second }).Ensure(t.Context(), time.Now())
+		if !errors.Is(err, ErrBusy) {
+			t.Fatalf("Ensure: %v, want ErrBusy", err)
+		}
+		if want := "redeploy: service web: lock " + testPath + "/1 held by other for 5s: another actor holds the redeploy lock"; err.Error() != want {
+			t.Errorf("error %q, want %q", err, want)
+		}
+		if took := time.Since(start); took != 5*time.Second {
+			t.Errorf("Ensure returned after %s, want 5s (MaxWait)", took)
+		}
+		if n := s.calls.n("PutParameter"); n != 0 {
+			t.Errorf("PutParameter called %d times, want 0", n)
+		}
+	})
+}
+
+// TestStopEndsTheWait: SIGTERM (ctx) ends a wait on the lock at once.
+func TestStopEndsTheWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, e := newFakeSSM(t, 0), newFakeECS(t, time.Now().Add(-time.Hour))
+		s.set(testPath+"/1", lockValue{Owner: "other", State: stateHeld}, time.Now())
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(1500*time.Millisecond, cancel)
+		start := time.Now()
+		_, err := newTest(t, s, e, testTask, nil).Ensure(ctx, time.Now())
+		if !errors.Is(err, context.Canceled) || time.Since(start) != 1500*time.Millisecond {
+			t.Errorf("Ensure: %v after %s, want context.Canceled after 1.5s", err, time.Since(start))
+		}
+	})
+}
+
+// TestTakeoverIsAtomic: the holder of generation 1 died; two actors find
+// it expired at the same moment. Exactly one creates generation 2 and
+// deploys; the other finds the deployment in the record it leaves.
+func TestTakeoverIsAtomic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, e := newFakeSSM(t, 10*time.Millisecond), newFakeECS(t, time.Now().Add(-time.Hour))
+		e.updateLatency = time.Second
+		at := time.Now()
+		s.set(testPath+"/1", lockValue{Owner: "dead", State: stateHeld}, time.Now())
+		time.Sleep(takeoverAfter) // the fake clock: the record is now expired
+		outcomes := make(chan Outcome, 2)
+		for _, owner := range []string{"a", "b"} {
 			go func() {
-				o, err := newTest(t, s, e, fmt.Sprintf("%s-%d", testTask, i)).Redeploy(t.Context(), ChangeOf(newVersions))
+				o, err := newTest(t, s, e, owner, nil).Ensure(t.Context(), at)
 				if err != nil {
-					t.Error(err)
+					t.Errorf("%s: %v", owner, err)
 				}
 				outcomes <- o
 			}()
 		}
-		got := map[Outcome]int{}
-		for range n {
-			got[<-outcomes]++
+		got := map[Outcome]int{<-outcomes: 1}
+		got[<-outcomes]++
+		if want := map[Outcome]int{TookOver: 1, Covered: 1}; !sameCounts(got, want) {
+			t.Errorf("outcomes %v, want %v", got, want)
 		}
-		if want := map[Outcome]int{Deployed: 1, LostElection: n - 1}; !sameCounts(got, want) || e.calls.n("UpdateService") != 1 {
-			t.Errorf("outcomes %v and %d UpdateService calls; want %v and 1", got, e.calls.n("UpdateService"), want)
+		if n := e.calls.n("UpdateService"); n != 1 {
+			t.Errorf("UpdateService called %d times, want 1", n)
 		}
-		if p := s.calls.n("PutParameter"); p != n+1 {
-			t.Errorf("%d PutParameter calls, want %d creates and 1 mark", p, n)
+		if names := s.names(); len(names) != 1 || names[0] != testPath+"/2" {
+			t.Errorf("lock records %q, want only generation 2 (the dead holder's deleted)", names)
 		}
 	})
+}
+
+// TestStaleViewYields: an actor that creates a generation below one that
+// already exists (its listing was stale) deletes its record and does not
+// act; the newer round's deployment covers the change.
+func TestStaleViewYields(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, e := newFakeSSM(t, 0), newFakeECS(t, time.Now().Add(-time.Hour))
+		e.noUpdate = true
+		at := time.Now()
+		s.onCreate = func(name, _ string) {
+			if name == testPath+"/1" { // meanwhile a newer round finished
+				s.set(testPath+"/2", lockValue{Owner: "other", State: stateDone, Deployment: "ecs-svc/7", DeploymentCreated: at.Add(time.Second)}, time.Now())
+			}
+		}
+		o, err := newTest(t, s, e, testTask, nil).Ensure(t.Context(), at)
+		if err != nil || o != Covered {
+			t.Fatalf("Ensure = %q, %v; want %q", o, err, Covered)
+		}
+		if names := s.names(); len(names) != 1 || names[0] != testPath+"/2" {
+			t.Errorf("lock records %q, want only generation 2", names)
+		}
+	})
+}
+
+// TestRejectedUpdateReleasesLock: UpdateService rejected (AccessDenied:
+// nothing started) marks the record free, so the retry (after the fix of
+// the role) proceeds at once instead of waiting out the takeover delay.
+func TestRejectedUpdateReleasesLock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, e := newFakeSSM(t, 0), newFakeECS(t, time.Now().Add(-time.Hour))
+		e.updateErr = &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "not authorized", Fault: smithy.FaultClient}
+		r := newTest(t, s, e, testTask, nil)
+		at := time.Now()
+		_, err := r.Ensure(t.Context(), at)
+		if want := "redeploy: UpdateService web in cluster " + testCluster + ": api error AccessDeniedException: not authorized"; err == nil || err.Error() != want {
+			t.Fatalf("Ensure: %v, want %q", err, want)
+		}
+		if v, _ := s.get(testPath + "/1"); v.State != stateFree {
+			t.Errorf("record state %q, want %q", v.State, stateFree)
+		}
+		e.updateErr = nil
+		start := time.Now()
+		if o, err := r.Ensure(t.Context(), at); err != nil || o != Deployed || time.Since(start) != 0 {
+			t.Errorf("retry: %q, %v after %s; want %q at once", o, err, time.Since(start), Deployed)
+		}
+		if names := s.names(); len(names) != 1 || names[0] != testPath+"/2" {
+			t.Errorf("lock records %q, want only generation 2", names)
+		}
+	})
+}
+
+// TestLockRecordsBoundedByServices: 25 rotations, each acted on by an
+// in-task actor and a watcher, leave one lock record per service, never
+// more than two at any time, and one deployment per rotation.
+func TestLockRecordsBoundedByServices(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, e := newFakeSSM(t, 5*time.Millisecond), newFakeECS(t, time.Now().Add(-time.Hour))
+		e.updateLatency = 300 * time.Millisecond
+		var mu sync.Mutex
+		peak := 0
+		s.onCreate = func(string, string) {
+			mu.Lock()
+			defer mu.Unlock()
+			peak = max(peak, len(s.names()))
+		}
+		task := newTest(t, s, e, testTask, nil)
+		watcher := newTest(t, s, e, "watcher", func(o *Options) { o.Cluster = "prod" })
+		const rotations = 25
+		for i := range rotations {
+			at := time.Now() // AWS dates the rotation
+			time.Sleep(time.Second)
+			done := make(chan error, 2)
+			for _, r := range []*Redeployer{task, watcher} {
+				go func() { _, err := r.Ensure(t.Context(), at); done <- err }()
+			}
+			for range 2 {
+				if err := <-done; err != nil {
+					t.Fatalf("rotation %d: %v", i, err)
+				}
+			}
+			if names := s.names(); len(names) != 1 {
+				t.Fatalf("after rotation %d: lock records %q, want 1", i, names)
+			}
+		}
+		if n := len(e.deployed()); n != rotations {
+			t.Errorf("%d deployments for %d rotations, want one each", n, rotations)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if peak > 2 {
+			t.Errorf("up to %d lock records at once, want at most 2", peak)
+		}
+		if names := s.names(); names[0] != fmt.Sprintf("%s/%d", testPath, rotations) {
+			t.Errorf("lock record left: %q, want generation %d", names, rotations)
+		}
+	})
+}
+
+// TestDryRunWritesNothing: a dry run reads and logs, and never calls
+// PutParameter, DeleteParameter or UpdateService.
+func TestDryRunWritesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, e := newFakeSSM(t, 0), newFakeECS(t, time.Now().Add(-time.Hour))
+		e.noUpdate, s.noDelete = true, true
+		s.set(testPath+"/3", lockValue{Owner: "dead", State: stateHeld}, time.Now().Add(-2*takeoverAfter))
+		o, err := newTest(t, s, e, testTask, func(o *Options) { o.DryRun = true }).Ensure(t.Context(), time.Now())
+		if err != nil || o != WouldDeploy {
+			t.Fatalf("Ensure = %q, %v; want %q", o, err, WouldDeploy)
+		}
+		if n := s.calls.n("PutParameter"); n != 0 {
+			t.Errorf("PutParameter called %d times in a dry run", n)
+		}
+	})
+}
+
+func TestNoDate(t *testing.T) {
+	s, e := newFakeSSM(t, 0), newFakeECS(t, time.Now())
+	if _, err := newTest(t, s, e, testTask, nil).Ensure(t.Context(), time.Time{}); err == nil || err.Error() != "redeploy: the change has no date" {
+		t.Errorf("Ensure(zero) = %v", err)
+	}
 }

@@ -32,11 +32,6 @@ const (
 	takeoverAfter   = 30 * time.Second
 )
 
-var (
-	oldVersions = map[string]string{"db": "3", "api": "f2c1b6e0-0000-4000-8000-000000000001"}
-	newVersions = map[string]string{"db": "4", "api": "f2c1b6e0-0000-4000-8000-000000000001"}
-)
-
 // fleet starts n tasks' metadata endpoints (one httptest server, one URI per
 // task, as ECS gives each container its own) and reads each task's identity
 // through taskmeta.Get, as the agent does. It runs outside any bubble.
@@ -101,7 +96,7 @@ func newTrial(t *testing.T) *trial {
 }
 
 // act is what one task does about the rotation.
-type act func(ctx context.Context, task taskmeta.Task, rnd func() float64, ssm SSMClient, ecs ECSClient) (Outcome, error)
+type act func(ctx context.Context, task taskmeta.Task, rnd func() float64, ssm SSMClient, ecs ECSClient, at time.Time) (Outcome, error)
 
 // run lets every task notice the rotation at a random moment of the notice
 // window, act, and returns when all are done.
@@ -123,7 +118,7 @@ func (tr *trial) run(tasks []taskmeta.Task, seed uint64, do act) {
 				tr.noticed = time.Now()
 			}
 			tr.mu.Unlock()
-			o, err := do(ctxs[i], task, rng.Float64, tr.ssm, tr.ecs)
+			o, err := do(ctxs[i], task, rng.Float64, tr.ssm, tr.ecs, tr.start)
 			tr.mu.Lock()
 			defer tr.mu.Unlock()
 			if err != nil {
@@ -136,27 +131,46 @@ func (tr *trial) run(tasks []taskmeta.Task, seed uint64, do act) {
 	wg.Wait()
 }
 
-// locked is the action under test: a Redeployer built from the task's own
-// metadata, acting on the change it observed now.
+// locked is the action under test: a Redeployer built from the actor's
+// own identity, ensuring a deployment newer than the rotation's AWS date,
+// and retrying a failed call with capped backoff as the refresh loop (or
+// the watcher's next cycle) does.
 var locked = lockedWith(takeoverAfter)
 
 func lockedWith(takeover time.Duration) act {
-	return func(ctx context.Context, task taskmeta.Task, rnd func() float64, s SSMClient, e ECSClient) (Outcome, error) {
-		r, err := New(Options{SSM: s, ECS: e, Cluster: task.Cluster, Service: task.ServiceName, TaskARN: task.TaskARN,
+	return func(ctx context.Context, task taskmeta.Task, rnd func() float64, s SSMClient, e ECSClient, at time.Time) (Outcome, error) {
+		r, err := New(Options{SSM: s, ECS: e, Cluster: task.Cluster, Service: task.ServiceName, Owner: task.TaskARN,
 			TakeoverAfter: takeover, Rand: rnd})
 		if err != nil {
 			return "", err
 		}
-		change := ChangeOf(newVersions)
-		change.Previous = ChangeOf(oldVersions).ID
-		return r.Redeploy(ctx, change)
+		backoff := 2 * time.Second
+		for {
+			o, err := r.Ensure(ctx, at)
+			if err == nil || ctx.Err() != nil {
+				return o, err
+			}
+			if err := sleep(ctx, time.Duration((0.5+rnd())*float64(backoff))); err != nil {
+				return "", err
+			}
+			backoff = min(2*backoff, 8*time.Second)
+		}
 	}
+}
+
+// watchers are rotation watchers in the mix: other actors on the same
+// service, naming the cluster by name where the tasks use its ARN.
+func watchers(n int) []taskmeta.Task {
+	var w []taskmeta.Task
+	for i := range n {
+		w = append(w, taskmeta.Task{Cluster: "prod", ServiceName: "web", TaskARN: fmt.Sprintf("watcher-%d", i+1)})
+	}
+	return w
 }
 
 // naive is check-then-act without the lock: skip if a deployment newer
 // than the change exists, else deploy.
-func naive(ctx context.Context, task taskmeta.Task, _ func() float64, _ SSMClient, e ECSClient) (Outcome, error) {
-	at := time.Now()
+func naive(ctx context.Context, task taskmeta.Task, _ func() float64, _ SSMClient, e ECSClient, at time.Time) (Outcome, error) {
 	out, err := e.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String(task.Cluster), Services: []string{task.ServiceName}})
 	if err != nil {
 		return "", err
@@ -182,13 +196,13 @@ func (s *stats) add(tr *trial, settled time.Duration) {
 	if s.ops == nil {
 		s.ops = map[string][]int{}
 	}
-	for _, op := range []string{"GetParameter", "PutParameter", "DeleteParameter"} {
+	for _, op := range []string{"GetParametersByPath", "GetParameter", "PutParameter", "DeleteParameter"} {
 		s.ops[op] = append(s.ops[op], tr.ssm.calls.n(op))
 	}
 	for _, op := range []string{"DescribeServices", "UpdateService"} {
 		s.ops[op] = append(s.ops[op], tr.ecs.calls.n(op))
 	}
-	s.ops["peak GetParameter/s"] = append(s.ops["peak GetParameter/s"], tr.ssm.calls.peak("GetParameter", time.Second))
+	s.ops["peak GetParametersByPath/s"] = append(s.ops["peak GetParametersByPath/s"], tr.ssm.calls.peak("GetParametersByPath", time.Second))
 	s.ops["peak PutParameter/s"] = append(s.ops["peak PutParameter/s"], tr.ssm.calls.peak("PutParameter", time.Second))
 	if u := tr.ecs.calls.times("UpdateService"); len(u) > 0 {
 		s.toUpdate = append(s.toUpdate, u[len(u)-1].Sub(tr.start))
@@ -201,7 +215,7 @@ func (s *stats) add(tr *trial, settled time.Duration) {
 }
 
 func (s *stats) log(t *testing.T, what string) {
-	for _, op := range []string{"PutParameter", "GetParameter", "DeleteParameter", "DescribeServices", "UpdateService", "peak GetParameter/s", "peak PutParameter/s"} {
+	for _, op := range []string{"PutParameter", "GetParametersByPath", "GetParameter", "DeleteParameter", "DescribeServices", "UpdateService", "peak GetParametersByPath/s", "peak PutParameter/s"} {
 		n := s.ops[op]
 		t.Logf("%s: %-20s min %4d  max %4d  mean %6.1f", what, op, slices.Min(n), slices.Max(n), mean(n))
 	}
@@ -223,43 +237,58 @@ func mean(n []int) float64 {
 	return float64(sum) / float64(len(n))
 }
 
-// TestFleetExactlyOnce: 200 tasks notice one rotation within 2s while
-// UpdateService takes 1.2s; in each of 20 trials exactly one of them calls
-// UpdateService.
+// TestFleetExactlyOnce: one rotation, noticed within 2s by every actor
+// while UpdateService takes 1.2s, gives exactly one UpdateService in each
+// of 20 trials, for every combination of actors on the service: 200
+// in-task agents alone, a watcher alone, both, two watchers, and all.
 func TestFleetExactlyOnce(t *testing.T) {
 	tasks := fleet(t, fleetSize)
-	var s stats
-	for i := range trials {
-		t.Run(fmt.Sprintf("trial%02d", i), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				tr := newTrial(t)
-				tr.ssm.noDelete = true // the previous change has no lock here
-				tr.run(tasks, uint64(i), locked)
-				settled := time.Since(tr.start)
+	for _, mix := range []struct {
+		name   string
+		actors []taskmeta.Task
+	}{
+		{"in-task alone", tasks},
+		{"watcher alone", watchers(1)},
+		{"in-task and a watcher", append(slices.Clone(tasks), watchers(1)...)},
+		{"two watchers", watchers(2)},
+		{"in-task and two watchers", append(slices.Clone(tasks), watchers(2)...)},
+	} {
+		t.Run(mix.name, func(t *testing.T) {
+			var s stats
+			for i := range trials {
+				t.Run(fmt.Sprintf("trial%02d", i), func(t *testing.T) {
+					synctest.Test(t, func(t *testing.T) {
+						tr := newTrial(t)
+						tr.run(mix.actors, uint64(i), locked)
+						settled := time.Since(tr.start)
 
-				if n := tr.ecs.calls.n("UpdateService"); n != 1 {
-					t.Errorf("UpdateService called %d times, want 1", n)
-				}
-				if len(tr.errs) > 0 {
-					t.Errorf("%d tasks failed, first: %v", len(tr.errs), tr.errs[0])
-				}
-				want := map[Outcome]int{Deployed: 1, LostElection: fleetSize - 1}
-				if !sameCounts(tr.outcomes, want) {
-					t.Errorf("outcomes %v, want %v", tr.outcomes, want)
-				}
-				name := LockPrefix + "prod/web/" + ChangeOf(newVersions).ID + "/1"
-				if v, ok := tr.ssm.get(name); !ok || v.State != stateDone || v.Result != string(Deployed) || v.Deployment != "ecs-svc/1" {
-					t.Errorf("lock %s = %+v (exists %v), want done by a deployment ecs-svc/1", name, v, ok)
-				}
-				// Nobody waits longer than a loser must.
-				if bound := noticeWindow + takeoverAfter + takeoverAfter/4 + time.Second; settled > bound {
-					t.Errorf("the last task returned %s after the rotation, want ≤ %s", settled, bound)
-				}
-				s.add(tr, settled)
-			})
+						if n := tr.ecs.calls.n("UpdateService"); n != 1 {
+							t.Errorf("UpdateService called %d times, want 1", n)
+						}
+						if len(tr.errs) > 0 {
+							t.Errorf("%d actors failed, first: %v", len(tr.errs), tr.errs[0])
+						}
+						want := map[Outcome]int{Deployed: 1, Covered: len(mix.actors) - 1}
+						if !sameCounts(tr.outcomes, want) {
+							t.Errorf("outcomes %v, want %v", tr.outcomes, want)
+						}
+						if names := tr.ssm.names(); len(names) != 1 || names[0] != LockPrefix+"prod/web/1" {
+							t.Errorf("lock records %q, want generation 1 only", names)
+						}
+						if v, _ := tr.ssm.get(LockPrefix + "prod/web/1"); v.State != stateDone || v.Deployment != "ecs-svc/1" {
+							t.Errorf("lock record %+v, want done naming ecs-svc/1", v)
+						}
+						// Nobody waits longer than the holder takes, plus a poll.
+						if bound := noticeWindow + describeLatency + updateLatency + 10*ssmLatency + 2*DefaultPollEvery; settled > bound {
+							t.Errorf("the last actor returned %s after the rotation, want ≤ %s", settled, bound)
+						}
+						s.add(tr, settled)
+					})
+				})
+			}
+			s.log(t, fmt.Sprintf("%d actors, per rotation", len(mix.actors)))
 		})
 	}
-	s.log(t, fmt.Sprintf("%d tasks, per rotation", fleetSize))
 }
 
 // TestFleetPollWindow: the same fleet noticing the rotation over a whole
@@ -273,7 +302,6 @@ func TestFleetPollWindow(t *testing.T) {
 		t.Run(fmt.Sprintf("trial%02d", i), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				tr := newTrial(t)
-				tr.ssm.noDelete = true
 				tr.window = 5*time.Minute + 30*time.Second
 				tr.run(tasks, uint64(i), lockedWith(DefaultTakeoverAfter))
 				if n := tr.ecs.calls.n("UpdateService"); n != 1 || len(tr.errs) > 0 {
@@ -307,20 +335,28 @@ func TestFleetNaiveRaces(t *testing.T) {
 }
 
 // TestFleetTakeover: the elected task fails in different ways; exactly one
-// deployment still happens, within TakeoverAfter + jitter of the election.
+// deployment still happens: after the takeover delay when the holder may
+// have acted, at once when it released the lock.
 func TestFleetTakeover(t *testing.T) {
 	tasks := fleet(t, fleetSize)
 	type setup func(t *testing.T, tr *trial)
-	// Jitter is at most TakeoverAfter/4; then a read of each generation, a
-	// create, a read after losing it, and a describe.
-	const takeoverBound = takeoverAfter + takeoverAfter/4 + 4*ssmLatency + describeLatency
-	firstLock := LockPrefix + "prod/web/" + ChangeOf(newVersions).ID + "/1"
-	killOnLock := func(t *testing.T, tr *trial) {
-		create := tr.ssm.onCreate
-		tr.ssm.onCreate = func(name, value string) {
-			create(name, value)
-			if name == firstLock { // the winner dies right after winning
-				tr.cancel[ownerOf(t, value)]()
+	// Then the actors' retry backoff (≤ 12s), a list, a create, a list and
+	// a describe.
+	const retryBound = 12*time.Second + 4*ssmLatency + describeLatency
+	firstLock := LockPrefix + "prod/web/1"
+	killOnLock := func(crash bool) setup {
+		return func(t *testing.T, tr *trial) {
+			var dead sync.Map // owner → crashed
+			tr.ssm.crashed = func(value string) bool { _, ok := dead.Load(ownerOf(t, value)); return ok }
+			create := tr.ssm.onCreate
+			tr.ssm.onCreate = func(name, value string) {
+				create(name, value)
+				if name == firstLock { // the winner stops right after winning
+					if crash {
+						dead.Store(ownerOf(t, value), true)
+					}
+					tr.cancel[ownerOf(t, value)]()
+				}
 			}
 		}
 	}
@@ -332,11 +368,17 @@ func TestFleetTakeover(t *testing.T) {
 		wantUpdates  int // calls, failed ones included
 		wantDelay    [2]time.Duration
 	}{{
-		name:         "killed after winning",
-		setup:        killOnLock,
-		wantOutcomes: map[Outcome]int{TookOver: 1, LostElection: fleetSize - 2},
+		name:         "crashed after winning",
+		setup:        killOnLock(true),
+		wantOutcomes: map[Outcome]int{TookOver: 1, Covered: fleetSize - 2},
 		wantErrs:     1, wantUpdates: 1,
-		wantDelay: [2]time.Duration{takeoverAfter, takeoverBound},
+		wantDelay: [2]time.Duration{takeoverAfter, takeoverAfter + retryBound},
+	}, {
+		name:         "stopped (SIGTERM) after winning releases the lock",
+		setup:        killOnLock(false),
+		wantOutcomes: map[Outcome]int{Deployed: 1, Covered: fleetSize - 2},
+		wantErrs:     1, wantUpdates: 1,
+		wantDelay: [2]time.Duration{0, retryBound + DefaultMaxWait},
 	}, {
 		name: "killed after UpdateService, before marking done",
 		setup: func(t *testing.T, tr *trial) {
@@ -350,26 +392,25 @@ func TestFleetTakeover(t *testing.T) {
 		},
 		// The holder's UpdateService answered; it returns success even
 		// though it could not mark the lock. The taker finds its deployment.
-		wantOutcomes: map[Outcome]int{Deployed: 1, AlreadyDeployed: 1, LostElection: fleetSize - 2},
+		wantOutcomes: map[Outcome]int{Deployed: 1, AlreadyDeployed: 1, Covered: fleetSize - 2},
 		wantUpdates:  1,
-		wantDelay:    [2]time.Duration{0, describeLatency + 2*ssmLatency},
+		wantDelay:    [2]time.Duration{0, describeLatency + 3*ssmLatency},
 	}, {
-		name:         "UpdateService fails",
+		name:         "UpdateService fails in a way that may have reached ECS",
 		setup:        func(t *testing.T, tr *trial) { tr.ecs.failUpdates = 1 },
-		wantOutcomes: map[Outcome]int{TookOver: 1, LostElection: fleetSize - 2},
-		wantErrs:     1, wantUpdates: 2,
-		wantDelay: [2]time.Duration{takeoverAfter, takeoverBound},
+		wantOutcomes: map[Outcome]int{TookOver: 1, Covered: fleetSize - 1},
+		wantUpdates:  2,
+		wantDelay:    [2]time.Duration{takeoverAfter, takeoverAfter + retryBound},
 	}, {
-		name:         "holder too slow to act within its budget",
+		name:         "holder too slow to check within its budget releases the lock",
 		setup:        func(t *testing.T, tr *trial) { tr.ecs.slowFirstDescribe = takeoverAfter },
-		wantOutcomes: map[Outcome]int{TookOver: 1, LostElection: fleetSize - 2},
-		wantErrs:     1, wantUpdates: 1,
-		wantDelay: [2]time.Duration{takeoverAfter, takeoverBound},
+		wantOutcomes: map[Outcome]int{Deployed: 1, Covered: fleetSize - 1},
+		wantUpdates:  1,
+		wantDelay:    [2]time.Duration{takeoverAfter / 2, takeoverAfter/2 + retryBound},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				tr := newTrial(t)
-				tr.ssm.noDelete = true
 				tc.setup(t, tr)
 				tr.run(tasks, 7, locked)
 
@@ -384,6 +425,9 @@ func TestFleetTakeover(t *testing.T) {
 				}
 				if !sameCounts(tr.outcomes, tc.wantOutcomes) {
 					t.Errorf("outcomes %v, want %v", tr.outcomes, tc.wantOutcomes)
+				}
+				if names := tr.ssm.names(); len(names) > 2 {
+					t.Errorf("lock records %q, want at most 2", names)
 				}
 				elected := tr.lockAt[firstLock]
 				took := tr.ecs.deployed()[0].CreatedAt.Add(-updateLatency) // when the deploying call was made

@@ -8,20 +8,22 @@
 // (GetParameters without decryption, DescribeSecret), as in the sidecar's
 // polling.
 //
-// Exactly one deployment per change per service: the watcher is the single
-// actor (a one-task ECS service), it calls UpdateService once per service
-// per cycle however many of the service's secrets moved, and skips a
-// service whose newest deployment was created after the change, since that
-// deployment's tasks already read the new value. "The change" is dated by
-// the new version's creation time where the poll gives it for free
-// (Parameter Store's LastModifiedDate, on AWS's clock like the
-// deployment's createdAt); for Secrets Manager, whose DescribeSecret dates
-// no version, by the time the watcher saw the new version. That is later
-// than the real change, so a deployment made between the rotation and the
-// poll is not taken as covering it and the service is redeployed once
-// more: the safe direction. (Comparing the watcher's clock with ECS's
-// assumes the task's clock is synchronized, as Amazon Time Sync does in
-// ECS; a skew matters only when it exceeds the time from rotation to poll.)
+// Exactly one deployment per change per service, also alongside in-task
+// redeploy actions and other watchers on the same service: the watcher
+// acts through internal/redeploy, whose per-service lock every actor shares
+// (redeploy.LockPath), and dates a change by AWS: the new version's
+// modification time (Parameter Store's LastModifiedDate, Secrets Manager's
+// LastChangedDate, both from the polling call at no extra cost), never by
+// when it noticed. A service whose newest deployment was created after
+// that date is skipped (its tasks read the new value); otherwise the
+// redeploy package checks again under the lock and calls UpdateService at
+// most once for all actors. (Comparing AWS dates from SSM or Secrets
+// Manager with ECS's createdAt assumes AWS's own clocks agree.)
+//
+// A watcher that starts (or restarts) recovers what changed while nobody
+// watched: a secret whose date is after the service's newest deployment
+// may be held with its old value by the service's tasks, so that service
+// is redeployed once.
 //
 // ECS quotas are per account and region and shared with every deploy
 // pipeline, so the watcher paces itself per region with token buckets
@@ -51,6 +53,7 @@ import (
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/metrics"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/redeploy"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/refresh"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/status"
 )
@@ -78,12 +81,19 @@ func (t Target) String() string { return t.Region + "/" + t.Cluster + "/" + t.Se
 // Now default to a fresh Status, a discarding logger, math/rand and
 // time.Now.
 type Options struct {
-	ECS     func(region string) ECSClient
+	ECS func(region string) ECSClient
+	// SSM is the client for the redeploy locks in a region (the service's).
+	SSM     func(region string) redeploy.SSMClient
 	Source  Source
 	Targets []Target
+	// Owner names this watcher in lock records (its task ARN, else a host
+	// name); default "agent-watch".
+	Owner string
+	// TakeoverAfter and MaxWait are passed to redeploy.Options.
+	TakeoverAfter, MaxWait time.Duration
 
 	Interval, Jitter time.Duration // between polls; Interval 0 means 5m
-	DryRun           bool          // log "would redeploy" and write nothing
+	DryRun           bool          // log "would redeploy" and call nothing that writes
 
 	// Client-side limits on ECS calls, per region; 0 means
 	// DefaultUpdatesPerSecond and DefaultDescribesPerSecond.
@@ -96,15 +106,12 @@ type Options struct {
 	Now     func() time.Time
 }
 
-// Attempts per ECS call. UpdateService is not idempotent: a retried call
-// whose first attempt did reach ECS would start a second deployment. So it
-// is tried once; when it fails, the next cycle's DescribeServices shows
-// whether it took effect (a deployment newer than the change) before it is
-// tried again.
+// Attempts per describe call. UpdateService is tried once (internal/redeploy:
+// it has no idempotency token); when it fails, the next cycle's check under
+// the lock shows whether it took effect before it is tried again.
 const (
 	describeAttempts = fetch.RefreshMaxAttempts
-	updateAttempts   = 1
-	updateWorkers    = 5 // UpdateService calls in flight; the limiter sets the pace
+	updateWorkers    = 5 // redeploys in flight; the limiter sets the pace
 )
 
 // Watcher is one rotation watcher. Run owns it.
@@ -134,8 +141,10 @@ type service struct {
 	refs     []ref                // every secret of readTD
 	newest   time.Time            // the newest deployment's createdAt
 	fresh    bool                 // described in this cycle, so newest is current
-	pending  map[string]time.Time // changed references awaiting a redeploy → when each changed
-	failures int                  // consecutive UpdateService failures
+	pending  map[string]time.Time // changed references awaiting a redeploy → AWS's date of each change
+	known    map[string]string    // reference key → the version this service's change detection last saw
+	failures int                  // consecutive redeploy failures
+	locked   *redeploy.Redeployer // made on first use
 }
 
 // ref is one secret of a task definition.
@@ -161,6 +170,9 @@ func New(o Options) *Watcher {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	if o.Owner == "" {
+		o.Owner = "agent-watch"
+	}
 	if o.UpdatesPerSecond <= 0 {
 		o.UpdatesPerSecond = DefaultUpdatesPerSecond
 	}
@@ -184,7 +196,7 @@ func New(o Options) *Watcher {
 	for _, t := range o.Targets {
 		if !seen[t] {
 			seen[t] = true
-			w.services = append(w.services, &service{Target: t, pending: map[string]time.Time{}})
+			w.services = append(w.services, &service{Target: t, pending: map[string]time.Time{}, known: map[string]string{}})
 		}
 	}
 	return w
@@ -193,8 +205,8 @@ func New(o Options) *Watcher {
 // Validate reports the first target without a cluster, service or region,
 // or a missing client or source.
 func (w *Watcher) Validate() error {
-	if w.o.ECS == nil || w.o.Source == nil {
-		return errors.New("watch: ECS and Source are required")
+	if w.o.ECS == nil || w.o.SSM == nil || w.o.Source == nil {
+		return errors.New("watch: ECS, SSM and Source are required")
 	}
 	if len(w.services) == 0 {
 		return errors.New("no service to watch: give --service at least once")
@@ -207,8 +219,9 @@ func (w *Watcher) Validate() error {
 	return nil
 }
 
-// Run reads every service and takes a baseline of every secret's version
-// at once, then polls every interval (± jitter, backing off on failure and
+// Run reads every service and every secret's version at once (redeploying
+// a service whose secret changed after its newest deployment: what changed
+// while no watcher ran), then polls every interval (± jitter, backing off on failure and
 // slowing down when throttled) until ctx ends. It returns an error only
 // for invalid options.
 func (w *Watcher) Run(ctx context.Context) error {
@@ -242,8 +255,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 // Cycle is one pass: DescribeServices for every service (in batches of 10
 // per cluster and region), DescribeTaskDefinition for a service on a new
 // revision, one version poll of every distinct reference, and one
-// UpdateService for each service with a secret that changed. The first
-// cycle only records versions. Run calls it; it is exported for tests and
+// redeploy (under the shared lock) for each service with a secret that
+// changed, or, on a reference's first sight, that changed after the
+// service's newest deployment. Run calls it; it is exported for tests and
 // benchmarks that drive cycles themselves.
 func (w *Watcher) Cycle(ctx context.Context) refresh.Outcome {
 	var res result
@@ -515,22 +529,21 @@ func (w *Watcher) poll(ctx context.Context, res *result) {
 	if ctx.Err() != nil {
 		return
 	}
-	changed := map[string]time.Time{}
+	// previous is the AWS date of each reference's version before this
+	// read: a changed version dated before it came back (a stage or label
+	// moved to it), and its date says nothing about the change.
+	previous := map[string]time.Time{}
 	for _, r := range reqs {
 		v, ok := versions[r.Name]
 		if !ok {
 			continue
 		}
 		if old, known := w.have[r.Name]; known && old.ID != v.ID {
-			at := v.Created
-			if at.IsZero() {
-				at = seenAt
-			}
-			changed[r.Name] = at
 			w.o.Metrics.SecretChanged(r.Name)
 			w.log.Info("secret changed", "value_from", r.Ref.Raw, "region", r.Ref.Region, "version", v.ID, "previous_version", old.ID,
-				"changed_at", at.UTC().Format(time.RFC3339Nano), "services", w.users(r.Name))
+				"changed_at", changeDate(v, old.Created, seenAt).UTC().Format(time.RFC3339Nano), "services", w.users(r.Name))
 		}
+		previous[r.Name] = w.have[r.Name].Created
 		w.have[r.Name] = v
 	}
 	failed := map[string]*fetch.Error{}
@@ -549,11 +562,48 @@ func (w *Watcher) poll(ctx context.Context, res *result) {
 			continue
 		}
 		for _, r := range s.refs {
-			if at, ok := changed[r.key]; ok && at.After(s.pending[r.key]) {
+			v, ok := versions[r.key]
+			if !ok {
+				continue // not read this cycle: judged when it is
+			}
+			old, known := s.known[r.key]
+			var at time.Time
+			switch {
+			case !known && !s.fresh:
+				continue // no newest deployment to compare with yet
+			case !known:
+				// First sight (start, restart, a new revision's secret):
+				// a version dated after the newest deployment may be
+				// missing from the service's tasks.
+				s.known[r.key] = v.ID
+				if v.Created.IsZero() || !v.Created.After(s.newest) {
+					continue
+				}
+				at = v.Created
+				w.log.Info("secret changed after the service's newest deployment (while not watched)", "cluster", s.Cluster, "service", s.Service,
+					"region", s.Region, "value_from", r.valueFrom, "version", v.ID, "changed_at", at.UTC().Format(time.RFC3339Nano),
+					"deployment_created_at", s.newest.UTC().Format(time.RFC3339Nano))
+			case old != v.ID:
+				s.known[r.key] = v.ID
+				at = changeDate(v, previous[r.key], seenAt)
+			default:
+				continue
+			}
+			if at.After(s.pending[r.key]) {
 				s.pending[r.key] = at
 			}
 		}
 	}
+}
+
+// changeDate dates a version that changed: AWS's date, unless it has none
+// or is older than the version before it (it came back), then when it was
+// seen.
+func changeDate(v fetch.Version, previous, seen time.Time) time.Time {
+	if v.Created.IsZero() || (!previous.IsZero() && v.Created.Before(previous)) {
+		return seen
+	}
+	return v.Created
 }
 
 // users names the services that reference key, for logs.
@@ -572,6 +622,13 @@ func (w *Watcher) forgetGone(live map[string]fetch.Request) {
 	for key := range w.have {
 		if _, ok := live[key]; !ok {
 			delete(w.have, key)
+		}
+	}
+	for _, s := range w.services {
+		for key := range s.known {
+			if !slices.ContainsFunc(s.refs, func(r ref) bool { return r.key == key }) {
+				delete(s.known, key)
+			}
 		}
 	}
 	for key := range w.staleSince {
@@ -680,45 +737,69 @@ func (s *service) changed() (names, values []string) {
 	return slices.Compact(names), slices.Compact(values)
 }
 
-// update calls UpdateService for s. It touches only s, so updates of
-// different services run concurrently.
+// update makes sure s has a deployment newer than its pending changes,
+// through the lock every actor on s shares. It touches only s, so updates
+// of different services run concurrently.
 func (w *Watcher) update(ctx context.Context, s *service, res *result) {
-	if err := w.limitsFor(s.Region).update.Wait(ctx); err != nil {
+	l := w.limitsFor(s.Region)
+	if l.describe.Wait(ctx) != nil {
 		return
 	}
 	names, values := s.changed()
-	out, err := w.o.ECS(s.Region).UpdateService(ctx, &ecs.UpdateServiceInput{
-		Cluster: aws.String(s.Cluster), Service: aws.String(s.Service), ForceNewDeployment: true,
-	}, withAttempts(updateAttempts))
-	if err != nil {
-		if ctx.Err() != nil {
+	var latest time.Time
+	for _, at := range s.pending {
+		if at.After(latest) {
+			latest = at
+		}
+	}
+	if s.locked == nil {
+		r, err := redeploy.New(redeploy.Options{
+			SSM: w.o.SSM(s.Region), ECS: w.o.ECS(s.Region), Cluster: s.Cluster, Service: s.Service, Owner: w.o.Owner,
+			TakeoverAfter: w.o.TakeoverAfter, MaxWait: w.o.MaxWait, DryRun: w.o.DryRun, Rand: w.o.Rand, Now: w.o.Now, Log: w.log,
+			BeforeUpdate: l.update.Wait,
+		})
+		if err != nil { // checked by Validate
+			w.log.Error("cannot redeploy: "+err.Error(), "cluster", s.Cluster, "service", s.Service)
 			return
 		}
+		s.locked = r
+	}
+	outcome, err := s.locked.Ensure(ctx, latest)
+	switch {
+	case ctx.Err() != nil:
+		return
+	case errors.Is(err, redeploy.ErrBusy):
+		// Another actor (an in-task agent, another watcher) is at it; the
+		// next cycle finds its deployment in the lock record.
+		w.log.Info("another actor is redeploying the service; checking next cycle", "cluster", s.Cluster, "service", s.Service,
+			"region", s.Region, "secrets", names, "value_from", values, "error", err.Error())
+		return
+	case err != nil:
 		code := fetch.ErrorCode(err)
+		op := "UpdateService"
+		var oe *smithy.OperationError
+		if errors.As(err, &oe) {
+			op = oe.Operation()
+		}
 		res.fail(code)
 		s.failures++
 		w.o.Metrics.Action("redeploy", "failure")
-		w.log.Error(fmt.Sprintf("cannot redeploy service %s: %s: %s; retrying next cycle", s.Service, code, hint("UpdateService", code, err, s.Target, s.arn)),
+		w.log.Error(fmt.Sprintf("cannot redeploy service %s: %s: %s: %s; retrying next cycle", s.Service, op, code, hint(op, code, err, s.Target, s.arn)),
 			"cluster", s.Cluster, "service", s.Service, "region", s.Region, "secrets", names, "value_from", values,
 			"code", code, "attempt", s.failures)
 		return
 	}
 	s.failures = 0
 	clear(s.pending)
-	var id string
-	if out.Service != nil {
-		if t := newestDeployment(out.Service.Deployments); t.After(s.newest) {
-			s.newest = t
-		}
-		for _, d := range out.Service.Deployments {
-			if aws.ToString(d.Status) == "PRIMARY" {
-				id = aws.ToString(d.Id)
-			}
-		}
-	}
 	w.o.Metrics.Action("redeploy", "success")
-	w.log.Info("redeployed service for rotated secrets", "cluster", s.Cluster, "service", s.Service, "region", s.Region,
-		"secrets", names, "value_from", values, "deployment", id)
+	switch outcome {
+	case redeploy.Deployed, redeploy.TookOver:
+		w.log.Info("redeployed service for rotated secrets", "cluster", s.Cluster, "service", s.Service, "region", s.Region,
+			"secrets", names, "value_from", values, "outcome", string(outcome))
+	default:
+		w.log.Info("service already redeployed since the change (by another actor or a deploy); not redeploying", "cluster", s.Cluster,
+			"service", s.Service, "region", s.Region, "secrets", names, "value_from", values, "outcome", string(outcome))
+	}
 }
 
 // hint says what to do about an ECS error, for the one line a user reads.
@@ -729,6 +810,11 @@ func hint(op, code string, err error, t Target, serviceARN string) string {
 	}
 	switch code {
 	case "AccessDeniedException":
+		switch op {
+		case "GetParametersByPath", "GetParameter", "PutParameter", "DeleteParameter":
+			return fmt.Sprintf("access denied: the watcher's task role needs ssm:%s on the redeploy lock records (arn:aws:ssm:%s:ACCOUNT:parameter%s and %s/*); agent policy prints them",
+				op, t.Region, redeploy.LockPath(t.Cluster, t.Service), redeploy.LockPath(t.Cluster, t.Service))
+		}
 		if op == "DescribeTaskDefinition" {
 			return "access denied: the watcher's task role needs ecs:DescribeTaskDefinition (on resource \"*\": it has no resource-level permissions)"
 		}

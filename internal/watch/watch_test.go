@@ -22,6 +22,7 @@ import (
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/awsfake"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/metrics"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/redeploy"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/refresh"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/status"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/watch"
@@ -56,6 +57,7 @@ type env struct {
 	fake    *awsfake.Fake
 	fetcher *fetch.Fetcher
 	ecs     func(string) watch.ECSClient
+	ssm     func(string) redeploy.SSMClient
 	logs    *syncBuffer
 	values  []string // every value seeded: none may reach a log
 }
@@ -79,7 +81,7 @@ func newEnv(t *testing.T) *env {
 	}
 	e := &env{t: t, fake: fake, logs: &syncBuffer{},
 		fetcher: &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: region, Attempts: fetch.RefreshMaxAttempts},
-		ecs:     watch.NewECSClients(cfg)}
+		ecs:     watch.NewECSClients(cfg), ssm: watch.NewSSMClients(cfg)}
 	t.Cleanup(e.checkNoValues)
 	return e
 }
@@ -138,7 +140,7 @@ func (e *env) watcher(dryRun bool, m *metrics.Metrics, targets ...watch.Target) 
 		}
 	}
 	w := watch.New(watch.Options{
-		ECS: e.ecs, Source: e.fetcher, Targets: targets,
+		ECS: e.ecs, SSM: e.ssm, Source: e.fetcher, Targets: targets,
 		Interval: time.Hour, DryRun: dryRun,
 		Log:     slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: m,
@@ -180,6 +182,19 @@ func (e *env) calls() []string {
 
 func (e *env) deployments(service string) int {
 	return len(e.fake.Deployments(region, cluster, service))
+}
+
+// locked is what redeploying n services through the shared lock adds, per
+// service: list the records, create one, list again, DescribeServices
+// under the lock, mark done; plus deletes of older records.
+func locked(n, deletes int, calls ...string) []string {
+	for range n {
+		calls = append(calls, "GetParametersByPath", "GetParametersByPath", "PutParameter", "PutParameter", "DescribeServices")
+	}
+	for range deletes {
+		calls = append(calls, "DeleteParameter")
+	}
+	return calls
 }
 
 func expectCalls(t *testing.T, what string, got, want []string) {
@@ -247,7 +262,7 @@ func TestRotationRedeploysEachUser(t *testing.T) {
 
 			rotate()
 			got := e.cycle(w, refresh.Succeeded)
-			expectCalls(t, "rotation", got, append([]string{"DescribeServices", "UpdateService web", "UpdateService api"}, poll...))
+			expectCalls(t, "rotation", got, locked(2, 0, append([]string{"DescribeServices", "UpdateService web", "UpdateService api"}, poll...)...))
 			t.Logf("calls for one rotation of the shared %s (3 services): %q", shared, got)
 			for svc, want := range map[string]int{"web": 2, "api": 2, "worker": 1} {
 				if got := e.deployments(svc); got != want {
@@ -267,7 +282,7 @@ func TestRotationRedeploysEachUser(t *testing.T) {
 			e.putParam(region, webOnly[0])
 			e.putParam(region, webOnly[1])
 			e.putSecret("api-key")
-			expectCalls(t, "three rotations", e.cycle(w, refresh.Succeeded), append([]string{"DescribeServices", "UpdateService web", "UpdateService api"}, poll...))
+			expectCalls(t, "three rotations", e.cycle(w, refresh.Succeeded), locked(2, 2, append([]string{"DescribeServices", "UpdateService web", "UpdateService api"}, poll...)...))
 
 			if got := counter(t, reg, "ecs_secrets_agent_actions_total", "redeploy", "success"); got != 4 {
 				t.Errorf("actions_total{redeploy,success} = %v, want 4", got)
@@ -334,7 +349,7 @@ func TestAlreadyRedeployed(t *testing.T) {
 	nextMillisecond() // createdAt has millisecond precision: make the deploy strictly later
 	e.fake.SetServiceTaskDefinition(region, cluster, "api", "api:1")
 	got := e.cycle(w, refresh.Succeeded)
-	expectCalls(t, "rotation", got, []string{"DescribeServices", "GetParameters 1 decrypt=false", "UpdateService web", "UpdateService worker"})
+	expectCalls(t, "rotation", got, locked(2, 0, "DescribeServices", "GetParameters 1 decrypt=false", "UpdateService web", "UpdateService worker"))
 	if n := e.deployments("api"); n != 2 {
 		t.Errorf("api has %d deployments, want 2 (its own, and the pipeline's)", n)
 	}
@@ -363,9 +378,10 @@ func TestUpdateFailureRetriedNextCycle(t *testing.T) {
 	e.putSecret("shared")
 	got := e.cycle(w, refresh.Failed)
 	// One attempt each: UpdateService is never retried inside a cycle.
-	expectCalls(t, "denied", got, []string{"DescribeServices", "DescribeSecret", "UpdateService api", "UpdateService web"})
+	// Each releases its lock record (the second PutParameter).
+	expectCalls(t, "denied", got, locked(2, 0, "DescribeServices", "DescribeSecret", "UpdateService api", "UpdateService web"))
 	logs := e.logs.String()
-	if !strings.Contains(logs, "cannot redeploy service web: AccessDeniedException: access denied: the watcher's task role needs ecs:UpdateService on arn:aws:ecs:us-east-1:111122223333:service/prod/web; retrying next cycle") {
+	if !strings.Contains(logs, "cannot redeploy service web: UpdateService: AccessDeniedException: access denied: the watcher's task role needs ecs:UpdateService on arn:aws:ecs:us-east-1:111122223333:service/prod/web; retrying next cycle") {
 		t.Errorf("no actionable error logged:\n%s", logs)
 	}
 
@@ -373,7 +389,7 @@ func TestUpdateFailureRetriedNextCycle(t *testing.T) {
 	nextMillisecond()
 	e.fake.SetServiceTaskDefinition(region, cluster, "api", "api:1") // someone deployed api meanwhile
 	got = e.cycle(w, refresh.Succeeded)
-	expectCalls(t, "retry", got, []string{"DescribeServices", "DescribeSecret", "UpdateService web"})
+	expectCalls(t, "retry", got, locked(1, 1, "DescribeServices", "DescribeSecret", "UpdateService web"))
 	if e.deployments("web") != 2 || e.deployments("api") != 2 {
 		t.Errorf("deployments web %d, api %d; want 2, 2", e.deployments("web"), e.deployments("api"))
 	}
@@ -407,7 +423,7 @@ func TestTaskDefinitionRevision(t *testing.T) {
 	e.putParam(region, "/prod/a")
 	expectCalls(t, "old secret rotated", e.cycle(w, refresh.Succeeded), []string{"DescribeServices", "GetParameters 1 decrypt=false"})
 	e.putParam(region, "/prod/b")
-	expectCalls(t, "new secret rotated", e.cycle(w, refresh.Succeeded), []string{"DescribeServices", "GetParameters 1 decrypt=false", "UpdateService web"})
+	expectCalls(t, "new secret rotated", e.cycle(w, refresh.Succeeded), locked(1, 0, "DescribeServices", "GetParameters 1 decrypt=false", "UpdateService web"))
 }
 
 // TestDryRun: a rotation is logged as "would redeploy" and nothing writes.
@@ -455,7 +471,7 @@ func TestRegionsAndBadReferences(t *testing.T) {
 
 	e.putParam(eu, "/prod/db")
 	got := e.cycle(w, refresh.Succeeded)
-	expectCalls(t, "rotation in eu-west-1", got, []string{"DescribeServices", "DescribeServices", "GetParameters 1 decrypt=false", "GetParameters 1 decrypt=false", "UpdateService web"})
+	expectCalls(t, "rotation in eu-west-1", got, locked(1, 0, "DescribeServices", "DescribeServices", "GetParameters 1 decrypt=false", "GetParameters 1 decrypt=false", "UpdateService web"))
 	if c := e.fake.CallLog(); !slices.ContainsFunc(c, func(c awsfake.Call) bool { return c.Op == "UpdateService" && c.Region == eu }) {
 		t.Errorf("UpdateService not in eu-west-1: %+v", c)
 	}
@@ -479,7 +495,7 @@ func TestRunTiming(t *testing.T) {
 	const interval = 200 * time.Millisecond
 	st := status.New(time.Hour, nil)
 	w := watch.New(watch.Options{
-		ECS: e.ecs, Source: e.fetcher,
+		ECS: e.ecs, SSM: e.ssm, Source: e.fetcher,
 		Targets:  []watch.Target{{Cluster: cluster, Service: "web", Region: region}, {Cluster: cluster, Service: "api", Region: region}},
 		Interval: interval, Jitter: interval / 10,
 		Log:    slog.New(slog.NewJSONHandler(e.logs, nil)),
@@ -613,9 +629,119 @@ func TestDescribeFailureDefersRedeploy(t *testing.T) {
 	// Two attempts (fetch.RefreshMaxAttempts), the poll, no UpdateService.
 	expectCalls(t, "throttled", e.cycle(w, refresh.Throttled), []string{"DescribeServices", "DescribeServices", "GetParameters 1 decrypt=false"})
 	e.fake.SetFault(nil)
-	expectCalls(t, "recovered", e.cycle(w, refresh.Succeeded), []string{"DescribeServices", "GetParameters 1 decrypt=false", "UpdateService web"})
+	expectCalls(t, "recovered", e.cycle(w, refresh.Succeeded), locked(1, 0, "DescribeServices", "GetParameters 1 decrypt=false", "UpdateService web"))
 	logs := e.logs.String()
 	if !strings.Contains(logs, "cannot describe services in cluster prod (us-east-1): ThrottlingException: throttled by ECS") {
 		t.Errorf("no throttling logged:\n%s", logs)
+	}
+}
+
+// TestRestartRecoversRotationWhileAway: a secret rotated while no watcher
+// ran (after the service's newest deployment) is redeployed once by the
+// next watcher's first cycle; one rotated before that deployment is not.
+func TestRestartRecoversRotationWhileAway(t *testing.T) {
+	e := newEnv(t)
+	e.putParam(region, "/prod/old")
+	e.putParam(region, "/prod/away")
+	e.service(region, "web", []string{"/prod/away"}, "")
+	e.service(region, "api", []string{"/prod/old"}, "")
+	nextMillisecond()                // createdAt has millisecond precision
+	e.putParam(region, "/prod/away") // the watcher was down
+	w := e.watcher(false, nil, watch.Target{Cluster: cluster, Service: "web", Region: region}, watch.Target{Cluster: cluster, Service: "api", Region: region})
+	e.cycle(w, refresh.Succeeded)
+	if web, api := e.deployments("web"), e.deployments("api"); web != 2 || api != 1 {
+		t.Errorf("after the first cycle: web %d deployments, api %d; want 2 (recovered), 1", web, api)
+	}
+	if want := `"msg":"secret changed after the service's newest deployment (while not watched)","cluster":"prod","service":"web"`; !strings.Contains(e.logs.String(), want) {
+		t.Errorf("logs lack %s:\n%s", want, e.logs.String())
+	}
+	expectCalls(t, "second cycle", e.cycle(w, refresh.Succeeded), []string{"DescribeServices", "GetParameters 2 decrypt=false"})
+
+	// A second watcher started now finds the deployment newer than the
+	// rotation: nothing to do.
+	w2 := e.watcher(false, nil, watch.Target{Cluster: cluster, Service: "web", Region: region})
+	e.cycle(w2, refresh.Succeeded)
+	if n := e.deployments("web"); n != 2 {
+		t.Errorf("a restarted watcher redeployed again: %d deployments", n)
+	}
+}
+
+// TestBadReferenceDoesNotStopOthers: a reference that cannot be read
+// (missing) is marked stale with its cause, and the other references of
+// the same and other services are still watched and redeployed.
+func TestBadReferenceDoesNotStopOthers(t *testing.T) {
+	e := newEnv(t)
+	e.putParam(region, "/prod/good")
+	e.putParam(region, "/prod/other")
+	e.service(region, "web", []string{"/prod/missing", "/prod/good"}, "")
+	e.service(region, "api", []string{"/prod/other"}, "")
+	st := status.New(time.Hour, nil)
+	w := watch.New(watch.Options{
+		ECS: e.ecs, SSM: e.ssm, Source: e.fetcher, Interval: time.Hour, Status: st,
+		Targets: []watch.Target{{Cluster: cluster, Service: "web", Region: region}, {Cluster: cluster, Service: "api", Region: region}},
+		Log:     slog.New(slog.NewJSONHandler(e.logs, nil)),
+	})
+	e.cycle(w, refresh.Failed)
+	e.putParam(region, "/prod/good")
+	e.putParam(region, "/prod/other")
+	e.cycle(w, refresh.Failed)
+	if web, api := e.deployments("web"), e.deployments("api"); web != 2 || api != 2 {
+		t.Errorf("deployments web %d, api %d; want 2, 2", web, api)
+	}
+	if want := `"msg":"cannot check secret for rotation: `; !strings.Contains(e.logs.String(), want) || !strings.Contains(e.logs.String(), `"value_from":"/prod/missing"`) {
+		t.Errorf("the bad reference's cause is not logged:\n%s", e.logs.String())
+	}
+	if _, detail := st.Ready(); !strings.Contains(fmt.Sprint(detail), "/prod/missing") {
+		t.Errorf("status detail %v does not name the bad reference", detail)
+	}
+}
+
+// TestWatcherAndInTaskDeployOnce: a watcher and an in-task agent on one
+// service, in either order, start one deployment for one rotation: both
+// date it by AWS and share the lock.
+func TestWatcherAndInTaskDeployOnce(t *testing.T) {
+	for _, first := range []string{"watcher", "in-task"} {
+		t.Run(first+" first", func(t *testing.T) {
+			e := newEnv(t)
+			e.putParam(region, "/prod/db")
+			e.service(region, "web", []string{"/prod/db"}, "")
+			w := e.watcher(false, nil, watch.Target{Cluster: cluster, Service: "web", Region: region})
+			e.cycle(w, refresh.Succeeded)
+			inTask, err := redeploy.New(redeploy.Options{SSM: e.ssm(region), ECS: e.ecs(region), Cluster: "arn:aws:ecs:us-east-1:111122223333:cluster/prod",
+				Service: "web", Owner: "arn:aws:ecs:us-east-1:111122223333:task/prod/1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nextMillisecond()
+			e.putParam(region, "/prod/db")
+			task := func() {
+				// What the task's refresh loop fetched: the value and AWS's date.
+				ref, _ := fetch.ParseRef("/prod/db")
+				out, err := e.fetcher.Fetch(context.Background(), []fetch.Request{{Name: "DB", Ref: ref}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := inTask.Ensure(context.Background(), out.Values["DB"].Modified); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if first == "watcher" {
+				nextMillisecond()
+				e.cycle(w, refresh.Succeeded)
+				nextMillisecond()
+				task()
+			} else {
+				nextMillisecond() // createdAt has millisecond precision: the deployment is strictly later
+				task()
+				nextMillisecond()
+				e.cycle(w, refresh.Succeeded)
+			}
+			if n := e.deployments("web"); n != 2 {
+				t.Errorf("web has %d deployments, want 2 (its first, and one for the rotation)", n)
+			}
+			if names := e.fake.ParameterNames(region, redeploy.LockPrefix); len(names) != 1 || names[0] != redeploy.LockPath(cluster, "web")+"/1" {
+				t.Errorf("lock records %q, want one", names)
+			}
+		})
 	}
 }
