@@ -10,9 +10,10 @@ import (
 	"time"
 )
 
-// Limits of the endpoints' server. A scrape or a health check is one small
-// GET; anything slower or longer-lived is a stuck or hostile client holding a
-// file descriptor that the agent needs to write secrets.
+// Limits of the endpoints' server (README "Health and metrics"). A scrape or
+// a health check is one small GET; anything slower or longer-lived is a stuck
+// or hostile client holding a file descriptor that the agent needs to write
+// secrets.
 const (
 	// MaxConns caps concurrent connections: Prometheus keeps one, a health
 	// check opens one at a time, a person with curl one more.
@@ -41,18 +42,35 @@ func Serve(addr string, h http.Handler, log *slog.Logger) (bound string, shutdow
 	if err != nil {
 		return "", nil, fmt.Errorf("serving metrics on %s: %w", addr, err)
 	}
-	srv := newServer(h, log)
-	go func() { _ = srv.Serve(newLimitListener(ln, MaxConns, LoopbackReserve, log)) }()
+	return serve(ln, h, log, defaultLimits())
+}
+
+// limits are the server's limits; tests shorten them.
+type limits struct {
+	readHeader, read, write, idle time.Duration
+	maxConns, loopbackReserve     int
+}
+
+func defaultLimits() limits {
+	return limits{
+		readHeader: readHeaderTimeout, read: readTimeout, write: writeTimeout, idle: idleTimeout,
+		maxConns: MaxConns, loopbackReserve: LoopbackReserve,
+	}
+}
+
+func serve(ln net.Listener, h http.Handler, log *slog.Logger, lim limits) (string, func(context.Context) error, error) {
+	srv := newServer(h, log, lim)
+	go func() { _ = srv.Serve(newLimitListener(ln, lim.maxConns, lim.loopbackReserve, log)) }()
 	return ln.Addr().String(), srv.Shutdown, nil
 }
 
-func newServer(h http.Handler, log *slog.Logger) *http.Server {
+func newServer(h http.Handler, log *slog.Logger, lim limits) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: lim.readHeader,
+		ReadTimeout:       lim.read,
+		WriteTimeout:      lim.write,
+		IdleTimeout:       lim.idle,
 		MaxHeaderBytes:    16 << 10, // a GET with a few headers
 		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
 	}
@@ -73,8 +91,8 @@ type limitListener struct {
 	full     bool // a refusal was logged since the last release
 }
 
-func newLimitListener(l net.Listener, max, reserve int, log *slog.Logger) *limitListener {
-	return &limitListener{Listener: l, max: max, reserve: reserve, log: log}
+func newLimitListener(l net.Listener, maxConns, reserve int, log *slog.Logger) *limitListener {
+	return &limitListener{Listener: l, max: maxConns, reserve: reserve, log: log}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
