@@ -396,3 +396,58 @@ func TestMetricsConnectionsCannotStarveRotation(t *testing.T) {
 	}
 	assertNoSecrets(t, "stderr", logs, f.secrets)
 }
+
+// `agent watch` is healthy once its first pass is done, and stays so while
+// Parameter Store fails past its limit: the single watcher is not replaced
+// for an outage that a replacement could not fix.
+func TestWatchHealthSurvivesBrownout(t *testing.T) {
+	f := newFixture(t)
+	f.fake.PutParameter(region, "/shared", f.value("shared"), true)
+	f.fake.CreateService(region, "prod", "web", taskDef(f, "web", "/shared"))
+	cmd := exec.Command(agentBin, "watch", "--cluster", "prod", "--service", "web", "--interval", "1s", "--metrics-addr", "127.0.0.1:0")
+	cmd.Env = f.fake.Env(region)
+	s := startAgentCmd(t, cmd)
+	eventually(t, "the first pass", 30*time.Second, func() bool { return f.health(t, s.addr).code == 0 })
+	if code, body := s.get(t, "/readyz"); code != 200 {
+		t.Fatalf("/readyz after the first pass = %d %q", code, body)
+	}
+
+	f.fake.SetFault(func(op string) *awsfake.APIError {
+		if op != "GetParameters" {
+			return nil
+		}
+		return &awsfake.APIError{Status: 500, Code: "InternalServerError", Message: "internal failure"}
+	})
+	// The watcher's limit is 3 × interval; check past it, at each second
+	// of staleness the watcher reports.
+	const limit = 3 * time.Second
+	var checks int
+	lastAge := time.Duration(-1)
+	eventually(t, "staleness past the limit", 60*time.Second, func() bool {
+		code, body := s.get(t, "/readyz")
+		var age time.Duration
+		for _, a := range staleAges(t, body) {
+			age = max(age, a)
+		}
+		if age <= lastAge {
+			return false
+		}
+		lastAge = age
+		if r := f.health(t, s.addr); r.code != 0 || r.stdout != "healthy\n" {
+			t.Fatalf("agent health with a reference stale for %s (/readyz %d): exit %d, stdout %q, stderr %q",
+				age, code, r.code, r.stdout, r.stderr)
+		}
+		checks++
+		return age > limit+time.Second && code == 503
+	})
+	if checks < 3 {
+		t.Errorf("%d health checks during the outage, want at least 3", checks)
+	}
+	if r := f.health(t, s.addr, "--ready"); r.code != 1 || !strings.HasPrefix(r.stderr, "not ready: readyz: 503 Service Unavailable: ") {
+		t.Errorf("agent health --ready past the limit: exit %d, stderr %q", r.code, r.stderr)
+	}
+	f.fake.SetFault(nil)
+	eventually(t, "ready again", 30*time.Second, func() bool { code, _ := s.get(t, "/readyz"); return code == 200 })
+	s.stop(t)
+	assertNoSecrets(t, "stderr", s.logs(), f.secrets)
+}
