@@ -451,3 +451,20 @@ func TestWatchHealthSurvivesBrownout(t *testing.T) {
 	s.stop(t)
 	assertNoSecrets(t, "stderr", s.logs(), f.secrets)
 }
+
+// The help says what health checks and how to opt in to failing on staleness.
+func TestHealthHelpSaysWhatItChecks(t *testing.T) {
+	r := runAgent(t, []string{}, nil, "health", "-h")
+	if r.code != 0 {
+		t.Fatalf("agent health -h: exit %d", r.code)
+	}
+	for _, want := range []string{
+		"usage: agent health [--ready] [--addr HOST:PORT] [--config FILE] [--timeout D]\n",
+		"Exit 0 if the agent is healthy: alive, and its first render done (/healthz).\n",
+		"  -ready\n    \task /readyz instead of /healthz: fail when a secret is stale past refresh.maxStale (opt-in)\n",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("agent health -h does not say %q:\n%s", want, r.stderr)
+		}
+	}
+}
