@@ -49,7 +49,8 @@ const usage = `usage: agent COMMAND [flags]
 commands:
   init      resolve every secret, write the files, exit 0 (an init container)
   run       render like init, then keep the files fresh and tell the app (a sidecar)
-  health    exit 0 if a running agent is ready, 1 if not (a container healthCheck)
+  health    exit 0 if a running agent is alive and has rendered, 1 if not (a
+            container healthCheck; --ready: also fail while a secret is stale)
   exec      resolve every secret into the environment of a command and run it:
             agent exec [flags] -- COMMAND [ARGS...]
   install   copy this binary to DIR/agent, for exec from another container

@@ -120,13 +120,31 @@ func runSidecar(ctx context.Context, args []string, getenv func(string) string, 
 	return nil
 }
 
+// runHealth is `agent health`, the container healthCheck: by default it asks
+// /healthz (alive, first render done), which an AWS outage later does not
+// fail, so ECS does not replace a task whose files are good (SPEC §6
+// "Failing safe"). --ready asks /readyz instead: an explicit opt-in to
+// failing on staleness.
 func runHealth(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("agent health", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: agent health [--ready] [--addr HOST:PORT] [--config FILE] [--timeout D]
+
+Exit 0 if the agent is healthy: alive, and its first render done (/healthz).
+An AWS outage after that does not make it unhealthy: staleness shows on
+/readyz, the metrics and the alerts. With --ready, exit 0 only if it is also
+ready (/readyz: no secret stale and no problem open past refresh.maxStale),
+so a container healthCheck fails, and ECS replaces the task, on staleness.
+
+`)
+		fs.PrintDefaults()
+	}
 	addr := fs.String("addr", "", "`HOST:PORT` of the agent (default: metricsAddr from --config or AGENT_CONFIG, else 127.0.0.1"+DefaultMetricsAddr+")")
 	var flags config.Flags
 	fs.StringVar(&flags.ConfigPath, "config", "", "JSON config `FILE`, only to find metricsAddr")
 	timeout := fs.Duration("timeout", 2*time.Second, "give up after this long")
+	ready := fs.Bool("ready", false, "ask /readyz instead of /healthz: fail when a secret is stale past refresh.maxStale (opt-in)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -144,36 +162,38 @@ func runHealth(ctx context.Context, args []string, getenv func(string) string, s
 	if host, port, err := net.SplitHostPort(target); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
 		target = net.JoinHostPort("127.0.0.1", port)
 	}
+	path, okWord, failWord := "/healthz", "healthy", "not healthy:"
+	if *ready {
+		path, okWord, failWord = "/readyz", "ready", "not ready:"
+	}
 	hctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	if err := status.Check(hctx, target, &http.Client{}); err != nil {
-		fmt.Fprintln(stderr, "not ready:", err)
+	if err := status.Check(hctx, target, path, &http.Client{}); err != nil {
+		fmt.Fprintln(stderr, failWord, err)
 		return &exitError{code: exitFailed, msg: err.Error()}
 	}
-	fmt.Fprintln(stdout, "ready")
+	fmt.Fprintln(stdout, okWord)
 	return nil
 }
 
 // serveEndpoints serves /metrics, /healthz and /readyz on addr for a
-// long-running command and returns its readiness, its metrics and a stop
+// long-running command and returns its status, its metrics and a stop
 // function that shuts the server down within the shutdown budget.
 func serveEndpoints(addr string, maxStale time.Duration, log *slog.Logger) (*status.Status, *metrics.Metrics, func(), error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st := status.New(maxStale, time.Now)
 	m := metrics.New(reg, version, func() bool { ok, _ := st.Ready(); return ok })
-	ln, err := net.Listen("tcp", addr)
+	bound, shutdown, err := status.Serve(addr, status.Handler(st, reg), log)
 	if err != nil {
 		log.Error("cannot serve metrics: " + err.Error())
 		return nil, nil, nil, &exitError{code: exitFailed, msg: err.Error()}
 	}
-	srv := &http.Server{Handler: status.Handler(st, reg), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	log.Info("serving /metrics, /healthz and /readyz", "addr", bound)
 	stop := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
 		defer cancel()
-		_ = srv.Shutdown(ctx)
+		_ = shutdown(ctx)
 	}
 	return st, m, stop, nil
 }

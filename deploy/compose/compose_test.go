@@ -47,9 +47,6 @@ func TestComposeTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-
 	id := randomHex(6)
 	project := "esa-compose-" + id
 	images := map[string]string{
@@ -89,7 +86,10 @@ func TestComposeTask(t *testing.T) {
 	})
 
 	start := time.Now()
-	buildImages(ctx, t, root, images)
+	ctx, cancel := afterBuild(t.Context(), waitBudget, func(ctx context.Context) {
+		buildImages(ctx, t, root, images)
+	})
+	defer cancel()
 	t.Logf("images built in %s", time.Since(start).Round(time.Millisecond))
 
 	// up -d returns once each container has started, after its dependencies'
@@ -142,6 +142,20 @@ func TestComposeTask(t *testing.T) {
 	restarted := waitMarker(ctx, t, logs("exec-app"), "start", func(m marker) bool { return m.Env["DB_PASSWORD"] == rotated })
 	t.Logf("rotation restarted the exec app in %s", time.Since(start).Round(time.Millisecond))
 	checkExecRestart(ctx, t, compose, logs("exec-app"), execFirst, restarted)
+}
+
+// waitBudget bounds what the test waits for once the images exist: compose
+// up (the health checks and dependencies included), the apps' first reads,
+// and a rotation reaching both apps.
+const waitBudget = 3 * time.Minute
+
+// afterBuild runs build under parent alone (the test binary's -timeout), then
+// returns a context whose deadline is budget from when build returned. Under
+// load the build alone took minutes (`go build … signal: killed`): a deadline
+// that counted it failed the test for the machine's speed, not the agent's.
+func afterBuild(parent context.Context, budget time.Duration, build func(context.Context)) (context.Context, context.CancelFunc) {
+	build(parent)
+	return context.WithTimeout(parent, budget)
 }
 
 // checkSidecarStart checks the sidecar and init patterns once up: the app read

@@ -186,7 +186,9 @@ func checkContainers(t *testing.T, td *ecs.RegisterTaskDefinitionInput) {
 		}
 		if isAgent(c) {
 			if c.HealthCheck != nil && !slices.Equal(c.HealthCheck.Command, []string{"CMD", "/agent", "health"}) {
-				t.Errorf("%s: healthCheck %q, want [CMD /agent health] (the image has no shell)", name, c.HealthCheck.Command)
+				// Not --ready: an AWS outage must not get a task with good
+				// files replaced (SPEC §6 "Failing safe").
+				t.Errorf("%s: healthCheck %q, want [CMD /agent health] (the image has no shell; /healthz, not --ready)", name, c.HealthCheck.Command)
 			}
 			if c.ReadonlyRootFilesystem == nil || !*c.ReadonlyRootFilesystem {
 				t.Errorf("%s: the agent writes only to its volume: set \"readonlyRootFilesystem\": true", name)
@@ -434,7 +436,7 @@ func TestIAMPolicies(t *testing.T) {
 // read against `agent watch -h`: every flag is one it lists, a flag that
 // takes a value has one, --cluster and at least one --service are given, and
 // --interval is a duration of 1s or more, as watch requires. The container
-// needs a healthCheck that reaches the watcher's /readyz, and the task role's
+// needs a healthCheck that reaches the watcher's /healthz, and the task role's
 // policy (deploy/iam/task-role-NAME.json for the role secrets-agent-NAME) is
 // what `agent policy --command watch` prints for these services.
 func checkWatch(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput, c types.ContainerDefinition, args []string) {
@@ -487,7 +489,7 @@ func checkWatch(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput,
 		t.Errorf("%s: the watcher is the task: make it essential", name)
 	}
 	if c.HealthCheck == nil {
-		t.Errorf("%s: give the watcher a healthCheck ([CMD /agent health]) so ECS replaces a watcher that stopped polling", name)
+		t.Errorf("%s: give the watcher a healthCheck ([CMD /agent health]) so ECS replaces a watcher that died or never finished its first pass", name)
 	}
 	if metricsAddr != "" {
 		// `agent health` without --addr asks 127.0.0.1 on the default port.

@@ -41,7 +41,35 @@ func TestHandler(t *testing.T) {
 		body     string // exact, unless contains is set
 		contains bool
 	}{
-		{name: "healthz while not ready", method: "GET", path: "/healthz", code: 200, body: "ok\n"},
+		{name: "healthz before the first render", method: "GET", path: "/healthz", code: 503, body: "first render not done\n"},
+		{
+			name:   "healthz rendered",
+			setup:  func(s *Status, _ *time.Time) { s.Rendered() },
+			method: "GET", path: "/healthz", code: 200, body: "ok\n",
+		},
+		{
+			// An AWS brownout past maxStale: not ready, still healthy.
+			name: "healthz stale past limit",
+			setup: func(s *Status, now *time.Time) {
+				s.Rendered()
+				s.Stale("DB_PASSWORD", t0, "InternalServerError")
+				s.Problem("render", "files do not hold the latest values: disk full", t0)
+				*now = t0.Add(time.Hour)
+			},
+			method: "GET", path: "/healthz", code: 200, body: "ok\n",
+		},
+		{
+			name: "readyz problem past limit",
+			setup: func(s *Status, now *time.Time) {
+				s.Rendered()
+				s.Problem("action:1", "onChange[1] http failing: 500 Internal Server Error", t0)
+				s.Stale("API_KEY", t0.Add(9*time.Minute), "ThrottlingException")
+				*now = t0.Add(11 * time.Minute)
+			},
+			method: "GET", path: "/readyz", code: 503,
+			body: "action:1 failing for 11m0s (onChange[1] http failing: 500 Internal Server Error), limit 10m0s\n" +
+				"secret API_KEY stale for 2m0s (ThrottlingException), limit 10m0s (within limit)\n",
+		},
 		{name: "readyz before the first render", method: "GET", path: "/readyz", code: 503, body: "first render not done\n"},
 		{
 			name:   "readyz rendered",
@@ -71,7 +99,7 @@ func TestHandler(t *testing.T) {
 				"secret DB_PASSWORD stale for 12m0s (AccessDeniedException), limit 10m0s\n",
 		},
 		{name: "HEAD readyz", method: "HEAD", path: "/readyz", code: 503, body: ""},
-		{name: "HEAD healthz", method: "HEAD", path: "/healthz", code: 200, body: ""},
+		{name: "HEAD healthz", method: "HEAD", path: "/healthz", code: 503, body: ""},
 		{
 			name:   "metrics",
 			setup:  func(s *Status, _ *time.Time) { s.Rendered() },
@@ -146,39 +174,50 @@ func TestCheck(t *testing.T) {
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	client := &http.Client{Timeout: 5 * time.Second}
 	ctx := t.Context()
+	check := func(path string) string {
+		if err := Check(ctx, addr, path, client); err != nil {
+			return err.Error()
+		}
+		return ""
+	}
 
-	err := Check(ctx, addr, client)
-	if err == nil || err.Error() != "readyz: 503 Service Unavailable: first render not done" {
-		t.Fatalf("before render: %v", err)
+	if got, want := check("/healthz"), "healthz: 503 Service Unavailable: first render not done"; got != want {
+		t.Fatalf("healthz before render: %q, want %q", got, want)
+	}
+	if got, want := check("/readyz"), "readyz: 503 Service Unavailable: first render not done"; got != want {
+		t.Fatalf("readyz before render: %q, want %q", got, want)
 	}
 
 	s.Rendered()
-	if err := Check(ctx, addr, client); err != nil {
-		t.Fatalf("rendered: %v", err)
+	if got := check("/healthz") + check("/readyz"); got != "" {
+		t.Fatalf("rendered: %q", got)
 	}
 
 	s.Stale("DB_PASSWORD", t0, "AccessDeniedException")
 	s.Stale("API_KEY", t0, "ThrottlingException")
-	if err := Check(ctx, addr, client); err != nil {
-		t.Fatalf("stale within limit: %v", err)
+	if got := check("/healthz") + check("/readyz"); got != "" {
+		t.Fatalf("stale within limit: %q", got)
 	}
 	*now = t0.Add(11 * time.Minute)
-	err = Check(ctx, addr, client)
 	want := "readyz: 503 Service Unavailable: " +
 		"secret API_KEY stale for 11m0s (ThrottlingException), limit 10m0s\n" +
 		"secret DB_PASSWORD stale for 11m0s (AccessDeniedException), limit 10m0s"
-	if err == nil || err.Error() != want {
-		t.Fatalf("stale past limit: %v\nwant %s", err, want)
+	if got := check("/readyz"); got != want {
+		t.Fatalf("readyz stale past limit: %q\nwant %q", got, want)
+	}
+	// Health does not fail on staleness: the files are good.
+	if got := check("/healthz"); got != "" {
+		t.Fatalf("healthz stale past limit: %q, want healthy", got)
 	}
 
 	// A listen address with no host is the agent on this machine.
 	_, port, _ := net.SplitHostPort(addr)
 	s.Fresh("DB_PASSWORD")
 	s.Fresh("API_KEY")
-	if err := Check(ctx, ":"+port, nil); err != nil {
+	if err := Check(ctx, ":"+port, "/readyz", nil); err != nil {
 		t.Fatalf("Check(%q): %v", ":"+port, err)
 	}
-	if err := Check(ctx, "0.0.0.0:"+port, client); err != nil {
+	if err := Check(ctx, "0.0.0.0:"+port, "/healthz", client); err != nil {
 		t.Fatalf("Check(%q): %v", "0.0.0.0:"+port, err)
 	}
 }
@@ -194,7 +233,7 @@ func TestCheckErrors(t *testing.T) {
 		}
 		addr := l.Addr().String()
 		l.Close()
-		err = Check(t.Context(), addr, client)
+		err = Check(t.Context(), addr, "/readyz", client)
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("Check(%s) = %v, want connection refused", addr, err)
 		}
@@ -204,8 +243,8 @@ func TestCheckErrors(t *testing.T) {
 	})
 
 	t.Run("not host:port", func(t *testing.T) {
-		err := Check(t.Context(), "localhost", client)
-		if err == nil || !strings.Contains(err.Error(), `"localhost" is not HOST:PORT`) {
+		err := Check(t.Context(), "localhost", "/healthz", client)
+		if err == nil || !strings.Contains(err.Error(), `healthz: metrics address "localhost" is not HOST:PORT`) {
 			t.Fatalf("Check(localhost) = %v", err)
 		}
 	})
@@ -215,7 +254,7 @@ func TestCheckErrors(t *testing.T) {
 			w.WriteHeader(http.StatusInternalServerError)
 		}))
 		t.Cleanup(srv.Close)
-		err := Check(t.Context(), strings.TrimPrefix(srv.URL, "http://"), client)
+		err := Check(t.Context(), strings.TrimPrefix(srv.URL, "http://"), "/readyz", client)
 		if err == nil || err.Error() != "readyz: 500 Internal Server Error" {
 			t.Fatalf("Check = %v", err)
 		}
@@ -231,7 +270,7 @@ func TestCheckErrors(t *testing.T) {
 		}))
 		t.Cleanup(srv.Close)
 		t.Cleanup(func() { close(release) })
-		err := Check(t.Context(), strings.TrimPrefix(srv.URL, "http://"), &http.Client{Timeout: 50 * time.Millisecond})
+		err := Check(t.Context(), strings.TrimPrefix(srv.URL, "http://"), "/healthz", &http.Client{Timeout: 50 * time.Millisecond})
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			t.Fatalf("Check = %v, want a timeout", err)
@@ -241,7 +280,7 @@ func TestCheckErrors(t *testing.T) {
 	t.Run("context canceled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		err := Check(ctx, "127.0.0.1:9", client)
+		err := Check(ctx, "127.0.0.1:9", "/healthz", client)
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("Check = %v, want context.Canceled", err)
 		}
@@ -253,7 +292,7 @@ func TestCheckErrors(t *testing.T) {
 			_, _ = io.WriteString(w, strings.Repeat("x", 1<<20))
 		}))
 		t.Cleanup(srv.Close)
-		err := Check(t.Context(), strings.TrimPrefix(srv.URL, "http://"), client)
+		err := Check(t.Context(), strings.TrimPrefix(srv.URL, "http://"), "/readyz", client)
 		if err == nil || len(err.Error()) > 70<<10 {
 			t.Fatalf("Check error length %d", len(err.Error()))
 		}

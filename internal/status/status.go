@@ -1,5 +1,5 @@
-// Package status tracks whether the agent is ready and serves it, with the
-// metrics, over HTTP: /healthz, /readyz and /metrics.
+// Package status tracks whether the agent is healthy and ready and serves it,
+// with the metrics, over HTTP: /healthz, /readyz and /metrics.
 package status
 
 import (
@@ -10,30 +10,38 @@ import (
 	"time"
 )
 
-// Status is the agent's readiness: first render done, and no secret stale
-// longer than maxStale. It is safe for concurrent use.
+// Status is the agent's health and readiness. Healthy means the first render
+// is done (SPEC §6 "Failing safe": nothing that happens to AWS later changes
+// it). Ready means healthy, and no secret stale and no problem open longer
+// than maxStale. It is safe for concurrent use.
 type Status struct {
-	maxStale time.Duration
-	now      func() time.Time
+	now func() time.Time
 
 	mu       sync.Mutex
+	maxStale time.Duration
 	rendered bool
-	stale    map[string]staleness
+	stale    map[string]condition
+	problems map[string]condition
 }
 
-type staleness struct {
+// condition is a stale secret or an open problem: since when, and the latest
+// reason (an AWS error code) or detail.
+type condition struct {
 	since  time.Time
 	reason string
 }
 
-// New returns a Status that is not ready until Rendered is called. now is the
-// clock (time.Now in production); a secret stale for longer than maxStale
-// makes the agent unready.
+// New returns a Status that is neither healthy nor ready until Rendered is
+// called. now is the clock (time.Now in production); a secret stale or a
+// problem open for longer than maxStale makes the agent unready.
 func New(maxStale time.Duration, now func() time.Time) *Status {
 	if now == nil {
 		now = time.Now
 	}
-	return &Status{maxStale: maxStale, now: now, stale: make(map[string]staleness)}
+	return &Status{
+		maxStale: maxStale, now: now,
+		stale: make(map[string]condition), problems: make(map[string]condition),
+	}
 }
 
 // Rendered records that the first render wrote every file.
@@ -43,6 +51,13 @@ func (s *Status) Rendered() {
 	s.rendered = true
 }
 
+// SetMaxStale applies a reloaded refresh.maxStale.
+func (s *Status) SetMaxStale(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxStale = d
+}
+
 // Stale records that name could not be refreshed since since, for reason (an
 // error code such as "AccessDeniedException"). Repeated failures keep the
 // earliest since, so the age counts from the first failure, and the latest
@@ -50,12 +65,7 @@ func (s *Status) Rendered() {
 func (s *Status) Stale(name string, since time.Time, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.stale[name]
-	if !ok || since.Before(st.since) {
-		st.since = since
-	}
-	st.reason = reason
-	s.stale[name] = st
+	record(s.stale, name, since, reason)
 }
 
 // Fresh records that name was refreshed successfully.
@@ -68,9 +78,47 @@ func (s *Status) Fresh(name string) {
 // Forget drops name after a config reload removed it.
 func (s *Status) Forget(name string) { s.Fresh(name) }
 
+// Problem records a condition that /readyz lists (e.g. key "render", detail "files do not hold the
+// latest values: <error>"; key "action:1", detail "onChange[1] http failing: <error>"), since when.
+// Like a stale secret, it makes the agent unready once older than maxStale; repeated calls keep the
+// earliest since and the latest detail. detail is served as is: it must hold no secret value.
+func (s *Status) Problem(key, detail string, since time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	record(s.problems, key, since, detail)
+}
+
+// Resolved clears a condition.
+func (s *Status) Resolved(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.problems, key)
+}
+
+func record(m map[string]condition, key string, since time.Time, reason string) {
+	c, ok := m[key]
+	if !ok || since.Before(c.since) {
+		c.since = since
+	}
+	c.reason = reason
+	m[key] = c
+}
+
+// Healthy reports whether the first render is done; detail says why not.
+// This is /healthz and `agent health`: an AWS outage after the first render
+// must not get a task with good files replaced.
+func (s *Status) Healthy() (ok bool, detail string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.rendered {
+		return false, "first render not done"
+	}
+	return true, ""
+}
+
 // Ready reports whether the agent is ready. detail has one line per reason,
-// sorted: why it is not ready, and stale secrets still within their limit.
-// It is empty when there is nothing to say.
+// sorted: why it is not ready, and stale secrets and open problems still
+// within their limit. It is empty when there is nothing to say.
 func (s *Status) Ready() (ok bool, detail string) {
 	now := s.now()
 	s.mu.Lock()
@@ -81,19 +129,25 @@ func (s *Status) Ready() (ok bool, detail string) {
 		ok = false
 		lines = append(lines, "first render not done")
 	}
-	for name, st := range s.stale {
-		age := max(now.Sub(st.since), 0) // a clock step back is not negative staleness
-		line := fmt.Sprintf("secret %s stale for %s", name, age.Round(time.Second))
-		if st.reason != "" {
-			line += " (" + st.reason + ")"
+	line := func(what string, c condition) {
+		age := max(now.Sub(c.since), 0) // a clock step back is not negative staleness
+		l := fmt.Sprintf("%s for %s", what, age.Round(time.Second))
+		if c.reason != "" {
+			l += " (" + c.reason + ")"
 		}
-		line += ", limit " + s.maxStale.String()
+		l += ", limit " + s.maxStale.String()
 		if age > s.maxStale {
 			ok = false
 		} else {
-			line += " (within limit)"
+			l += " (within limit)"
 		}
-		lines = append(lines, line)
+		lines = append(lines, l)
+	}
+	for name, c := range s.stale {
+		line("secret "+name+" stale", c)
+	}
+	for key, c := range s.problems {
+		line(key+" failing", c)
 	}
 	sort.Strings(lines)
 	return ok, strings.Join(lines, "\n")
