@@ -127,6 +127,12 @@ func New(reg prometheus.Registerer, version string, ready func() bool) *Metrics 
 	for _, r := range []string{"change", "repair"} {
 		m.filesWritten.WithLabelValues(r)
 	}
+	// So that the first failure of an action is an increase too.
+	for _, k := range []string{"signal", "http", "redeploy", "restart"} {
+		for _, o := range []string{"success", "failure"} {
+			m.actions.WithLabelValues(k, o)
+		}
+	}
 	return m
 }
 

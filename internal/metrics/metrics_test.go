@@ -51,6 +51,16 @@ func TestSequence(t *testing.T) {
 
 	// Before anything happens: build info, not ready, the bounded series at 0.
 	before := fmt.Sprintf(`
+# HELP ecs_secrets_agent_actions_total onChange actions run, by kind (signal, http, restart, redeploy) and outcome (success, failure).
+# TYPE ecs_secrets_agent_actions_total counter
+ecs_secrets_agent_actions_total{kind="http",outcome="failure"} 0
+ecs_secrets_agent_actions_total{kind="http",outcome="success"} 0
+ecs_secrets_agent_actions_total{kind="redeploy",outcome="failure"} 0
+ecs_secrets_agent_actions_total{kind="redeploy",outcome="success"} 0
+ecs_secrets_agent_actions_total{kind="restart",outcome="failure"} 0
+ecs_secrets_agent_actions_total{kind="restart",outcome="success"} 0
+ecs_secrets_agent_actions_total{kind="signal",outcome="failure"} 0
+ecs_secrets_agent_actions_total{kind="signal",outcome="success"} 0
 # HELP ecs_secrets_agent_build_info Always 1; the labels say which agent version and Go release built this binary.
 # TYPE ecs_secrets_agent_build_info gauge
 ecs_secrets_agent_build_info{goversion=%q,version="1.2.3"} 1
@@ -85,7 +95,13 @@ ecs_secrets_agent_refresh_interval_seconds 0
 	after := fmt.Sprintf(`
 # HELP ecs_secrets_agent_actions_total onChange actions run, by kind (signal, http, restart, redeploy) and outcome (success, failure).
 # TYPE ecs_secrets_agent_actions_total counter
+ecs_secrets_agent_actions_total{kind="http",outcome="failure"} 0
+ecs_secrets_agent_actions_total{kind="http",outcome="success"} 0
 ecs_secrets_agent_actions_total{kind="redeploy",outcome="failure"} 1
+ecs_secrets_agent_actions_total{kind="redeploy",outcome="success"} 0
+ecs_secrets_agent_actions_total{kind="restart",outcome="failure"} 0
+ecs_secrets_agent_actions_total{kind="restart",outcome="success"} 0
+ecs_secrets_agent_actions_total{kind="signal",outcome="failure"} 0
 ecs_secrets_agent_actions_total{kind="signal",outcome="success"} 1
 # HELP ecs_secrets_agent_api_request_duration_seconds Wall time of each AWS API call attempt (a retried call is observed once per attempt), by service and operation.
 # TYPE ecs_secrets_agent_api_request_duration_seconds histogram
