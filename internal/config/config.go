@@ -3,11 +3,9 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/url"
@@ -183,18 +181,6 @@ func Load(flags Flags, getenv func(string) string) (*Settings, error) {
 // Decode parses JSON strictly: unknown fields, trailing data and type
 // mismatches are errors.
 func Decode(data []byte, f *File) error { return decodeStrict(data, f) }
-
-func decodeStrict(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("unexpected data after the JSON object")
-	}
-	return nil
-}
 
 func jsonError(err error) error {
 	var typeErr *json.UnmarshalTypeError
