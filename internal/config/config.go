@@ -432,12 +432,20 @@ func parseMode(field, v string) (fs.FileMode, error) {
 	return fs.FileMode(m), nil
 }
 
+// maxID is the largest uid or gid a file can have.
+const maxID int64 = 1<<32 - 2
+
 func id(field string, v *int, def int) (int, error) {
 	if v == nil {
 		return def, nil
 	}
 	if *v < 0 {
 		return 0, errorf("%s: %d is negative", field, *v)
+	}
+	// 4294967295 is (uid_t)-1, which chown takes as "leave as is", so the
+	// owner would never match; larger values would wrap (4294967296 to root).
+	if int64(*v) > maxID {
+		return 0, errorf("%s: %d is out of range: ids go from 0 to %d", field, *v, maxID)
 	}
 	return *v, nil
 }

@@ -105,6 +105,11 @@ func TestLoadErrors(t *testing.T) {
 		{"mode too big", Flags{}, `{"secrets":[` + ok + `],"mode":"4755"}`, `mode: "4755" is not an octal file mode like "0444" or "0400"`},
 		{"mode unreadable", Flags{}, `{"secrets":[{"name":"A","valueFrom":"/a","mode":"0044"}]}`, `secrets[0].mode: "0044" leaves the file unreadable by its owner`},
 		{"negative uid", Flags{}, `{"secrets":[` + ok + `],"uid":-1}`, `uid: -1 is negative`},
+		{"uid never matches", Flags{}, `{"secrets":[` + ok + `],"uid":4294967295}`, `uid: 4294967295 is out of range: ids go from 0 to 4294967294`},
+		{"uid wraps to root", Flags{}, `{"secrets":[` + ok + `],"uid":4294967296}`, `uid: 4294967296 is out of range: ids go from 0 to 4294967294`},
+		{"gid wraps to 1000", Flags{}, `{"secrets":[` + ok + `],"gid":4294968296}`, `gid: 4294968296 is out of range: ids go from 0 to 4294967294`},
+		{"secret uid wraps to root", Flags{}, `{"secrets":[{"name":"A","valueFrom":"/a","uid":4294967296}]}`, `secrets[0].uid: 4294967296 is out of range: ids go from 0 to 4294967294`},
+		{"secret gid never matches", Flags{}, `{"secrets":[{"name":"A","valueFrom":"/a","gid":4294967295}]}`, `secrets[0].gid: 4294967295 is out of range: ids go from 0 to 4294967294`},
 		{"negative secret gid", Flags{}, `{"secrets":[{"name":"A","valueFrom":"/a","gid":-5}]}`, `secrets[0].gid: -5 is negative`},
 		{"template both", Flags{}, `{"secrets":[` + ok + `],"templates":[{"template":"x","source":"y","destination":"d"}]}`, `templates[0]: set template or source, not both`},
 		{"template none", Flags{}, `{"secrets":[` + ok + `],"templates":[{"destination":"d"}]}`, `templates[0]: template or source is required`},
@@ -170,5 +175,17 @@ func TestModeParsing(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("parseMode(%q) = %v, %v; want %v", in, got, err, want)
 		}
+	}
+}
+
+// TestIDRangeEdges protects the largest valid id: 4294967294 is a real
+// uid, one more is chown's "leave as is".
+func TestIDRangeEdges(t *testing.T) {
+	s, err := Load(Flags{}, env(map[string]string{"AGENT_CONFIG": `{"secrets":[{"name":"A","valueFrom":"/a","gid":0}],"uid":4294967294}`}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.UID != 4294967294 || s.Secrets[0].UID != 4294967294 || s.Secrets[0].GID != 0 {
+		t.Errorf("uid %d, secret uid %d gid %d", s.UID, s.Secrets[0].UID, s.Secrets[0].GID)
 	}
 }
