@@ -95,7 +95,7 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 	loop, err = refresh.New(refresh.Options{
 		Source: fetcher, Settings: s, Status: status.New(s.MaxStale, time.Now), Log: log, Rand: rand.Float64,
 		Actions: func(a []config.Action) ([]action.Action, error) {
-			return action.New(a, action.Options{Child: app, Redeploy: redeployer})
+			return action.New(a, action.Options{Child: app, Redeploy: redeployer, Log: log})
 		},
 	})
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -38,7 +37,7 @@ type File struct {
 	JSONFile    string         `json:"jsonFile"`
 	Templates   []TemplateJSON `json:"templates"`
 	Refresh     *RefreshJSON   `json:"refresh"`
-	OnChange    []Action       `json:"onChange"`
+	OnChange    []ActionJSON   `json:"onChange"`
 	MetricsAddr string         `json:"metricsAddr"`
 }
 
@@ -207,7 +206,6 @@ func (f *File) validate(flagSecrets []string, source string) (*Settings, error) 
 		EnvFile:     f.EnvFile,
 		JSONFile:    f.JSONFile,
 		Interval:    DefaultInterval,
-		OnChange:    f.OnChange,
 		MetricsAddr: f.MetricsAddr,
 
 		OutputDirSet: f.OutputDir != "",
@@ -287,10 +285,12 @@ func (f *File) validate(flagSecrets []string, source string) (*Settings, error) 
 	if err := f.validateRefresh(s); err != nil {
 		return nil, err
 	}
-	for i, a := range f.OnChange {
-		if err := a.validate(fmt.Sprintf("onChange[%d]", i)); err != nil {
+	for i, j := range f.OnChange {
+		a, err := ParseAction(fmt.Sprintf("onChange[%d]", i), j, s.OutputDir)
+		if err != nil {
 			return nil, err
 		}
+		s.OnChange = append(s.OnChange, a)
 	}
 	if s.MetricsAddr != "" {
 		if _, port, err := net.SplitHostPort(s.MetricsAddr); err != nil || !validPort(port) {
@@ -453,9 +453,4 @@ func id(field string, v *int, def int) (int, error) {
 func validPort(p string) bool {
 	n, err := strconv.Atoi(p)
 	return err == nil && n >= 0 && n <= 65535
-}
-
-func validHTTPURL(v string) bool {
-	u, err := url.Parse(v)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

@@ -2,9 +2,12 @@ package config
 
 import (
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -127,6 +130,10 @@ func TestLoadErrors(t *testing.T) {
 		{"bad signal", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"signal":{"process":"nginx","signal":"SIGFOO"}}]}`, `onChange[0].signal.signal: "SIGFOO" is not one of SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH`},
 		{"signal both targets", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"signal":{"process":"a","pidFile":"b"}}]}`, `onChange[0].signal: set process or pidFile, not both`},
 		{"bad url", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"http":{"url":"localhost:8080/reload"}}]}`, `onChange[0].http.url: "localhost:8080/reload" is not an http:// or https:// URL`},
+		{"bad expectStatus", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"http":{"url":"http://x/","expectStatus":42}}]}`, `onChange[0].http.expectStatus: 42 is not an HTTP status`},
+		{"bad gracePeriod", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"restart":{"gracePeriod":"soon"}}]}`, `onChange[0].restart.gracePeriod: "soon" is not a duration ("30s", "5m")`},
+		{"pidFile is a secret", Flags{}, `{"secrets":[{"name":"PIN","valueFrom":"/pin"}],"outputDir":"/run/secrets","onChange":[{"signal":{"pidFile":"/run/secrets/PIN"}}]}`, `onChange[0].signal.pidFile: "/run/secrets/PIN" is inside the output directory /run/secrets, where the agent writes secrets: point it at the app's pid file`},
+		{"pidFile under the output directory", Flags{OutputDir: "/out"}, `{"secrets":[` + ok + `],"onChange":[{"signal":{"pidFile":"/out/./app/../x.pid"}}]}`, `onChange[0].signal.pidFile: "/out/./app/../x.pid" is inside the output directory /out, where the agent writes secrets: point it at the app's pid file`},
 		{"bad method", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"http":{"url":"http://x/","method":"DELETE"}}]}`, `onChange[0].http.method: "DELETE" is not GET, POST or PUT`},
 		{"zero http timeout", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"http":{"url":"http://x/","timeout":"0s"}}]}`, `onChange[0].http.timeout: must be more than 0`},
 		{"bad metricsAddr", Flags{MetricsAddr: "9102"}, `{"secrets":[` + ok + `]}`, `metricsAddr: "9102" is not HOST:PORT (":9102", "127.0.0.1:0")`},
@@ -187,5 +194,83 @@ func TestIDRangeEdges(t *testing.T) {
 	}
 	if s.UID != 4294967294 || s.Secrets[0].UID != 4294967294 || s.Secrets[0].GID != 0 {
 		t.Errorf("uid %d, secret uid %d gid %d", s.UID, s.Secrets[0].UID, s.Secrets[0].GID)
+	}
+}
+
+// TestURLCredentialsNotShownInConfigErrors protects a reload URL's password
+// and query tokens from configuration errors.
+func TestURLCredentialsNotShownInConfigErrors(t *testing.T) {
+	for _, tt := range []struct{ url, want string }{
+		{"ftp://ops:hunter2@app:8080/-/reload?token=s3cr3t&x", `onChange[0].http.url: "ftp://ops:xxxxx@app:8080/-/reload?token=xxxxx&x" is not an http:// or https:// URL`},
+		{"app:8080/reload?key=s3cr3t", `onChange[0].http.url: "app:8080/reload?key=xxxxx" is not an http:// or https:// URL`},
+		{"http://ops:hunter2@app/%zz?token=s3cr3t", `onChange[0].http.url: (not shown: it does not parse and may hold a password) is not an http:// or https:// URL`},
+	} {
+		js := `{"secrets":[{"name":"A","valueFrom":"/a"}],"onChange":[{"http":{"url":` + strconv.Quote(tt.url) + `}}]}`
+		_, err := Load(Flags{}, env(map[string]string{"AGENT_CONFIG": js}))
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%s: error\n got %v\nwant %q", tt.url, err, tt.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "s3cr3t")) {
+			t.Errorf("error shows a credential: %v", err)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://127.0.0.1:8080/-/reload":                 "http://127.0.0.1:8080/-/reload",
+		"https://u:p@h/x?a=1&b=&c#frag":                  "https://u:xxxxx@h/x?a=xxxxx&b=xxxxx&c",
+		"http://user@h/":                                 "http://user@h/",
+		"http://h/hook?token=abc%20def&token=second&sig": "http://h/hook?token=xxxxx&token=xxxxx&sig",
+	} {
+		u, err := url.Parse(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := RedactURL(u); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestOnChangeParsedOnce protects the typed onChange: defaults filled in and
+// values parsed in config, so actions build without re-parsing.
+func TestOnChangeParsedOnce(t *testing.T) {
+	js := `{"secrets":[{"name":"A","valueFrom":"/a"}],"onChange":[
+		{"signal":{"process":"nginx"}},
+		{"signal":{"pidFile":"/run/app/app.pid","signal":"sigusr2"}},
+		{"http":{"url":"http://127.0.0.1:8080/-/reload?token=t"}},
+		{"http":{"url":"https://h/r","method":"GET","expectStatus":204,"timeout":"2s"}},
+		{"redeploy":{"cluster":"c"}},
+		{"restart":{}},
+		{"restart":{"gracePeriod":"30s"}}]}`
+	s, err := Load(Flags{}, env(map[string]string{"AGENT_CONFIG": js}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s.OnChange
+	if len(a) != 7 {
+		t.Fatalf("%d actions", len(a))
+	}
+	if g := a[0].Signal; g == nil || g.Process != "nginx" || g.Signal != syscall.SIGHUP || g.Name != "SIGHUP" {
+		t.Errorf("[0] = %+v", g)
+	}
+	if g := a[1].Signal; g == nil || g.PIDFile != "/run/app/app.pid" || g.Signal != syscall.SIGUSR2 || g.Name != "SIGUSR2" {
+		t.Errorf("[1] = %+v", g)
+	}
+	if h := a[2].HTTP; h == nil || h.Method != "POST" || h.ExpectStatus != 0 || h.Timeout != DefaultHTTPTimeout || h.URL.Host != "127.0.0.1:8080" || h.Redacted() != "http://127.0.0.1:8080/-/reload?token=xxxxx" {
+		t.Errorf("[2] = %+v", h)
+	}
+	if h := a[3].HTTP; h == nil || h.Method != "GET" || h.ExpectStatus != 204 || h.Timeout != 2*time.Second {
+		t.Errorf("[3] = %+v", h)
+	}
+	if r := a[4].Redeploy; r == nil || r.Cluster != "c" || r.Service != "" {
+		t.Errorf("[4] = %+v", r)
+	}
+	if r := a[5].Restart; r == nil || r.GracePeriod != DefaultGracePeriod {
+		t.Errorf("[5] = %+v", r)
+	}
+	if r := a[6].Restart; r == nil || r.GracePeriod != 30*time.Second {
+		t.Errorf("[6] = %+v", r)
 	}
 }
