@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -276,6 +278,12 @@ func (f *File) validate(flagSecrets []string, source string) (*Settings, error) 
 		t, err := jt.validate(field, s.Mode, source)
 		if err != nil {
 			return nil, err
+		}
+		for _, name := range t.Template.SecretNames() {
+			if !names[name] {
+				// Caught here, not by init after fetching everything.
+				return nil, errorf("%s.template: names secret %q, which is not configured (configured: %s)", field, name, strings.Join(slices.Sorted(maps.Keys(names)), ", "))
+			}
 		}
 		if err := claim(t.Destination, field+".destination"); err != nil {
 			return nil, err

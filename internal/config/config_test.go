@@ -120,6 +120,7 @@ func TestLoadErrors(t *testing.T) {
 		{"template escapes", Flags{}, `{"secrets":[` + ok + `],"templates":[{"template":"x","destination":"../../etc/cron.d/x"}]}`, `templates[0].destination: `},
 		{"template syntax", Flags{}, `{"secrets":[` + ok + `],"templates":[{"template":"{{ secret ","destination":"d"}]}`, `templates[0].template: `},
 		{"template source missing", Flags{}, `{"secrets":[` + ok + `],"templates":[{"source":"` + missing + `","destination":"d"}]}`, `templates[0].source: cannot read "` + missing + `": no such file or directory`},
+		{"template names an undefined secret", Flags{}, `{"secrets":[` + ok + `,{"name":"B","valueFrom":"/b"}],"templates":[{"template":"{{ secret \"A\" }}{{ if true }}{{ key \"DB\" \"password\" }}{{ end }}","destination":"d"}]}`, `templates[0].template: names secret "DB", which is not configured (configured: A, B)`},
 		{"template same destination", Flags{}, `{"secrets":[` + ok + `],"templates":[{"template":"x","destination":"A"}]}`, `templates[0].destination: "A" is also written by secrets[0].file`},
 		{"interval", Flags{}, `{"secrets":[` + ok + `],"refresh":{"interval":"5 minutes"}}`, `refresh.interval: "5 minutes" is not a duration ("30s", "5m")`},
 		{"interval too short", Flags{Interval: "500ms"}, `{"secrets":[` + ok + `]}`, `refresh.interval: 500ms is below the minimum of 1s`},
