@@ -113,7 +113,7 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 		log.Error("the command was not started: " + err.Error())
 		return &exitError{code: exitFailed, msg: err.Error()}
 	}
-	sup, err := child.Start(path, args, env, minRestartGap)
+	sup, err := child.Start(path, args, env, minRestartGap, log)
 	if err != nil {
 		log.Error(err.Error())
 		return &exitError{code: exitNotFound, msg: err.Error()}
