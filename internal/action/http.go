@@ -61,6 +61,7 @@ func (a *httpAction) Run(ctx context.Context, _ Change) error {
 		return fmt.Errorf("http: %s %s: cannot build the request", a.method, a.shown)
 	}
 	req.Header.Set("User-Agent", "ecs-secrets-agent")
+	a.log.Debug("calling reload URL", "method", a.method, "url", a.shown, "timeout", a.timeout.String())
 	resp, err := a.client.Do(req)
 	if err != nil {
 		// Do already closed any body; the *url.Error repeats method and URL.

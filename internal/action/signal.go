@@ -214,6 +214,13 @@ func (a *signalAction) runProcess() error {
 	if len(procs) == 0 {
 		return a.noProcess(all)
 	}
+	if a.log.Enabled(context.Background(), slog.LevelDebug) {
+		pids := make([]int, len(procs))
+		for i, p := range procs {
+			pids[i] = p.pid
+		}
+		a.log.Debug("signal: processes matched", "process", a.process, "pids", pids, "visible", len(all))
+	}
 	var errs []error
 	sent := 0
 	for _, p := range procs {
