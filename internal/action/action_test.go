@@ -2,7 +2,9 @@ package action
 
 import (
 	"errors"
+	"net/url"
 	"slices"
+	"syscall"
 	"testing"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
@@ -70,5 +72,25 @@ func TestNewKeepsOrder(t *testing.T) {
 	}
 	if want := []string{"http", "signal", "http"}; !slices.Equal(kinds, want) {
 		t.Fatalf("kinds %q, want %q", kinds, want)
+	}
+}
+
+// TestNewDefaultsHandBuiltValues protects against a typed action built
+// without config's defaults: a zero signal would be kill(pid, 0), which
+// sends nothing and succeeds.
+func TestNewDefaultsHandBuiltValues(t *testing.T) {
+	t.Parallel()
+	acts, err := New([]config.Action{
+		{Signal: &config.SignalAction{PIDFile: "/run/app/app.pid"}},
+		{HTTP: &config.HTTPAction{URL: &url.URL{Scheme: "http", Host: "127.0.0.1:9", Path: "/r"}}},
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := acts[0].(*signalAction); s.sig != syscall.SIGHUP || s.sigName != "SIGHUP" {
+		t.Errorf("signal %v %q, want SIGHUP", s.sig, s.sigName)
+	}
+	if h := acts[1].(*httpAction); h.method != "POST" || h.timeout != config.DefaultHTTPTimeout || h.url != "http://127.0.0.1:9/r" {
+		t.Errorf("http %+v", h)
 	}
 }

@@ -19,7 +19,8 @@ type childSignal struct {
 }
 
 func newChildSignal(c config.SignalAction, opts Options) *childSignal {
-	return &childSignal{child: opts.Child, sig: c.Signal, sigName: c.Name, log: opts.Log}
+	sig, name := signalOf(c)
+	return &childSignal{child: opts.Child, sig: sig, sigName: name, log: opts.Log}
 }
 
 func (a *childSignal) Kind() string { return "signal" }

@@ -38,6 +38,13 @@ func newHTTP(c config.HTTPAction, client *http.Client, log *slog.Logger) *httpAc
 		own.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		client = &own
 	}
+	// config always sets these; a value built by hand may not.
+	if c.Method == "" {
+		c.Method = http.MethodPost
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = config.DefaultHTTPTimeout
+	}
 	return &httpAction{
 		method:  c.Method,
 		url:     c.URL.String(),

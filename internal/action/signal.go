@@ -36,15 +36,29 @@ func newSignal(field string, c config.SignalAction, opts Options) (*signalAction
 	if c.Process == "" && c.PIDFile == "" {
 		return nil, fmt.Errorf("%s.signal: set process or pidFile (signalling the child needs exec mode)", field)
 	}
+	sig, name := signalOf(c)
 	return &signalAction{
 		process:  c.Process,
 		pidFile:  c.PIDFile,
-		sig:      c.Signal,
-		sigName:  c.Name,
+		sig:      sig,
+		sigName:  name,
 		procRoot: opts.ProcRoot,
 		self:     opts.SelfPID,
 		log:      opts.Log,
 	}, nil
+}
+
+// signalOf is c's signal. config always sets it; a value built by hand that
+// leaves it zero gets the default rather than kill(pid, 0), which sends
+// nothing and reports success.
+func signalOf(c config.SignalAction) (syscall.Signal, string) {
+	if c.Signal == 0 {
+		return syscall.SIGHUP, "SIGHUP"
+	}
+	if c.Name == "" {
+		return c.Signal, "signal " + strconv.Itoa(int(c.Signal))
+	}
+	return c.Signal, c.Name
 }
 
 func (a *signalAction) Kind() string { return "signal" }
