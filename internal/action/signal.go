@@ -81,7 +81,7 @@ func (a *signalAction) Probe() error {
 			return err
 		}
 		if _, err := os.Stat(filepath.Join(a.procRoot, strconv.Itoa(pid))); err != nil {
-			return fmt.Errorf("signal: pid %d from %s is not running: the pid file is stale, or the agent and the app do not share a PID namespace (pidMode: \"task\" in the task definition)", pid, a.pidFile)
+			return notRunning(a.pidFile)
 		}
 		return nil
 	}
@@ -93,6 +93,12 @@ func (a *signalAction) Probe() error {
 		return a.noProcess(all)
 	}
 	return nil
+}
+
+// notRunning does not show the pid: a number that names no process may not
+// be a pid at all, but a secret's digits.
+func notRunning(pidFile string) error {
+	return fmt.Errorf("signal: the pid in %s names no running process: the pid file is stale, or the agent and the app do not share a PID namespace (pidMode: \"task\" in the task definition)", pidFile)
 }
 
 // readPIDFile reads the pid file and checks it does not name the agent.
@@ -114,7 +120,7 @@ func (a *signalAction) runPIDFile() error {
 	}
 	err = syscall.Kill(pid, a.sig)
 	if errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal: pid %d from %s is not running: the pid file is stale, or the agent and the app do not share a PID namespace (pidMode: \"task\" in the task definition)", pid, a.pidFile)
+		return notRunning(a.pidFile)
 	}
 	if err != nil {
 		name := ""

@@ -181,7 +181,7 @@ func TestSignalProbeFindsTarget(t *testing.T) {
 	}{
 		{"process found", config.SignalJSON{Process: "nginx"}, ""},
 		{"pid file of a running process", config.SignalJSON{PIDFile: live}, ""},
-		{"stale pid file", config.SignalJSON{PIDFile: stale}, "signal: pid 21 from " + stale + ` is not running: the pid file is stale, or the agent and the app do not share a PID namespace (pidMode: "task" in the task definition)`},
+		{"stale pid file", config.SignalJSON{PIDFile: stale}, "signal: the pid in " + stale + ` names no running process: the pid file is stale, or the agent and the app do not share a PID namespace (pidMode: "task" in the task definition)`},
 		{"missing pid file", config.SignalJSON{PIDFile: missing}, "signal: pid file " + missing + " does not exist: is the app running, and is the file on a volume the agent mounts?"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,7 +199,9 @@ func TestSignalProbeFindsTarget(t *testing.T) {
 func TestSignalPIDFileContentNeverShown(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	for _, value := range []string{"4111111111111111", "-4111111111111111", "0000", "hunter2", "12 34"} {
+	// 4194305 parses as a pid but names no process (above the kernel's
+	// limit): a PIN that happens to fit.
+	for _, value := range []string{"4111111111111111", "-4111111111111111", "0000", "hunter2", "12 34", "4194305"} {
 		p := filepath.Join(dir, "PIN")
 		if err := os.WriteFile(p, []byte(value+"\n"), 0o444); err != nil {
 			t.Fatal(err)
@@ -245,7 +247,7 @@ func TestSignalPIDFileErrors(t *testing.T) {
 		{"huge", file("huge.pid", "99999999999"), "signal: pid file " + dir + `/huge.pid holds a 11-digit number that is not a positive process id`},
 		{"self", file("self.pid", "777"), "signal: pid file " + dir + "/self.pid names the agent itself (pid 777)"},
 		{"not a directory", notDir + "/x.pid", "signal: reading pid file " + notDir + "/x.pid: not a directory"},
-		{"not running", dead, "signal: pid 4194305 from " + dead + ` is not running: the pid file is stale, or the agent and the app do not share a PID namespace (pidMode: "task" in the task definition)`},
+		{"not running", dead, "signal: the pid in " + dead + ` names no running process: the pid file is stale, or the agent and the app do not share a PID namespace (pidMode: "task" in the task definition)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := newOne(t, config.ActionJSON{Signal: &config.SignalJSON{PIDFile: tc.path}}, Options{SelfPID: 777})
