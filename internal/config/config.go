@@ -280,7 +280,7 @@ func (f *File) validate(flagSecrets []string, source string) (*Settings, error) 
 			return nil, err
 		}
 		for _, name := range t.Template.SecretNames() {
-			if !names[name] {
+			if !names[name] && !expandedKey(name, s.Secrets) {
 				// Caught here, not by init after fetching everything.
 				return nil, errorf("%s.template: names secret %q, which is not configured (configured: %s)", field, name, strings.Join(slices.Sorted(maps.Keys(names)), ", "))
 			}
@@ -306,6 +306,17 @@ func (f *File) validate(flagSecrets []string, source string) (*Settings, error) 
 		}
 	}
 	return s, nil
+}
+
+// expandedKey reports whether name can be a key of an expanded secret
+// (NAME_KEY): its keys are known only once the value is.
+func expandedKey(name string, secrets []Secret) bool {
+	for _, sec := range secrets {
+		if sec.Expand && strings.HasPrefix(name, sec.Name+"_") {
+			return true
+		}
+	}
+	return false
 }
 
 func (js SecretJSON) validate(field string, s *Settings) (Secret, error) {

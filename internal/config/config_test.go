@@ -121,6 +121,7 @@ func TestLoadErrors(t *testing.T) {
 		{"template syntax", Flags{}, `{"secrets":[` + ok + `],"templates":[{"template":"{{ secret ","destination":"d"}]}`, `templates[0].template: `},
 		{"template source missing", Flags{}, `{"secrets":[` + ok + `],"templates":[{"source":"` + missing + `","destination":"d"}]}`, `templates[0].source: cannot read "` + missing + `": no such file or directory`},
 		{"template names an undefined secret", Flags{}, `{"secrets":[` + ok + `,{"name":"B","valueFrom":"/b"}],"templates":[{"template":"{{ secret \"A\" }}{{ if true }}{{ key \"DB\" \"password\" }}{{ end }}","destination":"d"}]}`, `templates[0].template: names secret "DB", which is not configured (configured: A, B)`},
+		{"template names a key of an unexpanded secret", Flags{}, `{"secrets":[{"name":"J","valueFrom":"/j"}],"templates":[{"template":"{{ secret \"J_k\" }}","destination":"d"}]}`, `templates[0].template: names secret "J_k", which is not configured (configured: J)`},
 		{"template same destination", Flags{}, `{"secrets":[` + ok + `],"templates":[{"template":"x","destination":"A"}]}`, `templates[0].destination: "A" is also written by secrets[0].file`},
 		{"interval", Flags{}, `{"secrets":[` + ok + `],"refresh":{"interval":"5 minutes"}}`, `refresh.interval: "5 minutes" is not a duration ("30s", "5m")`},
 		{"interval too short", Flags{Interval: "500ms"}, `{"secrets":[` + ok + `]}`, `refresh.interval: 500ms is below the minimum of 1s`},
@@ -188,6 +189,15 @@ func TestModeParsing(t *testing.T) {
 
 // TestIDRangeEdges protects the largest valid id: 4294967294 is a real
 // uid, one more is chown's "leave as is".
+// TestTemplateMayNameExpandedKeys protects templates that read an expanded
+// secret's keys as secrets (NAME_KEY): the keys are known only at fetch.
+func TestTemplateMayNameExpandedKeys(t *testing.T) {
+	js := `{"secrets":[{"name":"J","valueFrom":"/j","expand":true}],"templates":[{"template":"{{ secret \"J_k\" }}{{ key \"J\" \"x\" }}","destination":"d"}]}`
+	if _, err := Load(Flags{}, env(map[string]string{"AGENT_CONFIG": js})); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestIDRangeEdges(t *testing.T) {
 	s, err := Load(Flags{}, env(map[string]string{"AGENT_CONFIG": `{"secrets":[{"name":"A","valueFrom":"/a","gid":0}],"uid":4294967294}`}))
 	if err != nil {
