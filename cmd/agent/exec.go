@@ -104,7 +104,7 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 	loop, err = refresh.New(refresh.Options{
 		Source: fetcher, Settings: s, Status: status.New(s.MaxStale, time.Now), Log: log, Rand: rand.Float64,
 		Actions: func(a []config.Action) ([]action.Action, error) {
-			return action.New(a, action.Options{Child: app, Redeploy: redeployer})
+			return action.New(a, action.Options{Child: app, Redeploy: redeployer, Log: log})
 		},
 	})
 	if err != nil {
@@ -122,7 +122,7 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 		log.Error("the command was not started: " + err.Error())
 		return &exitError{code: exitFailed, msg: err.Error()}
 	}
-	sup, err := child.Start(path, args, env, minRestartGap)
+	sup, err := child.Start(path, args, env, minRestartGap, log)
 	if err != nil {
 		log.Error(err.Error())
 		return &exitError{code: exitNotFound, msg: err.Error()}

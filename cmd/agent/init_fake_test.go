@@ -242,11 +242,11 @@ func TestInitFailsClosed(t *testing.T) {
 	}
 	wantLines := []string{
 		`secret MISSING (valueFrom /not/there): ParameterNotFound: no such parameter in us-east-1; check the name, and give the full ARN for a parameter in another region or account`,
-		`secret DENIED (valueFrom /denied): AccessDeniedException: access denied: the task role needs ssm:GetParameters on this resource (and kms:Decrypt on its key if it uses a customer managed key)`,
+		`secret DENIED (valueFrom /denied): AccessDeniedException: access denied: the task role needs ssm:GetParameters on this resource (and kms:Decrypt on its key if it uses a customer managed key) (AWS: User: arn:aws:sts::111122223333:assumed-role/ecs-task-role/fake-task is not authorized to perform: ssm:GetParameters on resource: arn:aws:ssm:us-east-1:111122223333:parameter/denied because no identity-based policy allows the ssm:GetParameters action)`,
 		`secret NO_KEY (valueFrom ` + app + `:password::): KeyNotFound: the secret's JSON has no top-level key \"password\" (keys are case-sensitive)`,
 		`secret NOT_JSON (valueFrom ` + plainSecret + `:user::): NotJSONObject: the secret is not a JSON object, so key \"user\" cannot be read from it`,
-		`secret GONE (valueFrom arn:aws:secretsmanager:us-east-1:111122223333:secret:gone-AbCdEf): ResourceNotFoundException: no such secret, or no version with that stage or id, in us-east-1; check the ARN, the stage and the version id`,
-		`secret OTHER_REGION (valueFrom ` + strings.Replace(app, region, "eu-central-1", 1) + `): ResourceNotFoundException: no such secret, or no version with that stage or id, in eu-central-1; check the ARN, the stage and the version id`,
+		`secret GONE (valueFrom arn:aws:secretsmanager:us-east-1:111122223333:secret:gone-AbCdEf): ResourceNotFoundException: no such secret, or no version with that stage or id, in us-east-1; check the ARN, the stage and the version id (AWS: Secrets Manager can't find the specified secret.)`,
+		`secret OTHER_REGION (valueFrom ` + strings.Replace(app, region, "eu-central-1", 1) + `): ResourceNotFoundException: no such secret, or no version with that stage or id, in eu-central-1; check the ARN, the stage and the version id (AWS: Secrets Manager can't find the specified secret.)`,
 		`6 of 7 secrets could not be resolved; nothing was written`,
 	}
 	for _, w := range wantLines {

@@ -73,7 +73,7 @@ func runSidecar(ctx context.Context, args []string, getenv func(string) string, 
 	var loop *refresh.Loop
 	redeployer := redeployBuilder(ctx, cfg, getenv, log)
 	newActions := func(a []config.Action) ([]action.Action, error) {
-		return action.New(a, action.Options{Redeploy: redeployer})
+		return action.New(a, action.Options{Redeploy: redeployer, Log: log})
 	}
 	fetcher := &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: region}
 	loop, err = refresh.New(refresh.Options{

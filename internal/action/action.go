@@ -5,6 +5,7 @@ package action
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"time"
@@ -33,8 +34,16 @@ type Change struct {
 	At time.Time
 }
 
+// Prober is an action that can check its target before any change: the
+// signal action looks for its process or pid file. A failed Probe is worth a
+// warning, not a stop: the app may still be starting.
+type Prober interface {
+	Probe() error
+}
+
 // Options are what New needs from outside the config.
 type Options struct {
+	Log        *slog.Logger // successful actions are logged at info; default: discarded
 	ProcRoot   string       // default "/proc"; tests point it at a fake tree when needed
 	HTTPClient *http.Client // default: a client with no global state
 	SelfPID    int          // default os.Getpid(); never signalled
@@ -58,17 +67,21 @@ type Child interface {
 }
 
 // DefaultGracePeriod is how long a restart waits after SIGTERM.
-const DefaultGracePeriod = 10 * time.Second
+const DefaultGracePeriod = config.DefaultGracePeriod
 
-// New builds the actions in config order. Kinds this mode cannot run
-// (redeploy, restart) are an error naming the index and kind. Every error is a
-// *config.Error, so the agent exits 2 on it.
+// New builds the actions in config order from the typed values config
+// parsed and validated. Kinds this mode cannot run (redeploy, restart, a
+// signal for the child outside exec) are an error naming the index and kind.
+// Every error is a *config.Error, so the agent exits 2 on it.
 func New(cfgs []config.Action, opts Options) ([]Action, error) {
 	if opts.ProcRoot == "" {
 		opts.ProcRoot = "/proc"
 	}
 	if opts.SelfPID == 0 {
 		opts.SelfPID = os.Getpid()
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	client := noCrossHostRedirects(opts.HTTPClient)
 	actions := make([]Action, 0, len(cfgs))
@@ -80,11 +93,11 @@ func New(cfgs []config.Action, opts Options) ([]Action, error) {
 		)
 		switch {
 		case c.Signal != nil && opts.Child != nil && c.Signal.Process == "" && c.Signal.PIDFile == "":
-			a, err = newChildSignal(field, *c.Signal, opts.Child)
+			a = newChildSignal(*c.Signal, opts)
 		case c.Signal != nil:
 			a, err = newSignal(field, *c.Signal, opts)
 		case c.HTTP != nil:
-			a, err = newHTTP(field, *c.HTTP, client)
+			a = newHTTP(*c.HTTP, client, opts.Log)
 		case c.Redeploy != nil && opts.Redeploy != nil:
 			a, err = opts.Redeploy(*c.Redeploy)
 			if err != nil {
@@ -93,7 +106,7 @@ func New(cfgs []config.Action, opts Options) ([]Action, error) {
 		case c.Redeploy != nil:
 			err = fmt.Errorf("%s: redeploy is not available here (agent run and agent exec run it)", field)
 		case c.Restart != nil && opts.Child != nil:
-			a, err = newRestart(field, *c.Restart, opts.Child)
+			a = newRestart(*c.Restart, opts)
 		case c.Restart != nil:
 			err = fmt.Errorf("%s: restart needs agent exec (it restarts the app the agent runs)", field)
 		default:

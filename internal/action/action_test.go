@@ -2,11 +2,28 @@ package action
 
 import (
 	"errors"
+	"net/url"
 	"slices"
+	"syscall"
 	"testing"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 )
+
+// typed parses onChange entries as config does, for an output directory the
+// tests' pid files are not in.
+func typed(t testing.TB, js ...config.ActionJSON) []config.Action {
+	t.Helper()
+	var out []config.Action
+	for _, j := range js {
+		a, err := config.ParseAction("onChange[0]", j, "/run/secrets")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, a)
+	}
+	return out
+}
 
 func TestNewRejects(t *testing.T) {
 	t.Parallel()
@@ -16,22 +33,15 @@ func TestNewRejects(t *testing.T) {
 		want string
 	}{
 		{"redeploy", config.Action{Redeploy: &config.RedeployAction{}}, "onChange[2]: redeploy is not available here (agent run and agent exec run it)"},
-		{"restart", config.Action{Restart: &config.RestartAction{GracePeriod: "10s"}}, "onChange[2]: restart needs agent exec (it restarts the app the agent runs)"},
+		{"restart", config.Action{Restart: &config.RestartAction{GracePeriod: config.DefaultGracePeriod}}, "onChange[2]: restart needs agent exec (it restarts the app the agent runs)"},
 		{"empty", config.Action{}, "onChange[2]: no action set: want one of signal, http"},
-		{"signal without target", config.Action{Signal: &config.SignalAction{}}, "onChange[2].signal: set process or pidFile (signalling the child needs exec mode)"},
-		{"signal with both targets", config.Action{Signal: &config.SignalAction{Process: "a", PIDFile: "/b"}}, "onChange[2].signal: set process or pidFile, not both"},
-		{"unknown signal", config.Action{Signal: &config.SignalAction{Process: "a", Signal: "SIGKILL"}}, `onChange[2].signal.signal: "SIGKILL" is not one of SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH`},
-		{"bad url", config.Action{HTTP: &config.HTTPAction{URL: "localhost:8080/reload"}}, `onChange[2].http.url: "localhost:8080/reload" is not an http:// or https:// URL`},
-		{"bad method", config.Action{HTTP: &config.HTTPAction{URL: "http://a/", Method: "DELETE"}}, `onChange[2].http.method: "DELETE" is not GET, POST or PUT`},
-		{"bad status", config.Action{HTTP: &config.HTTPAction{URL: "http://a/", ExpectStatus: 42}}, `onChange[2].http.expectStatus: 42 is not an HTTP status`},
-		{"zero timeout", config.Action{HTTP: &config.HTTPAction{URL: "http://a/", Timeout: "0s"}}, `onChange[2].http.timeout: "0s" is not a positive duration ("5s", "1m")`},
+		{"signal without target", typed(t, config.ActionJSON{Signal: &config.SignalJSON{}})[0], "onChange[2].signal: set process or pidFile (signalling the child needs exec mode)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfgs := []config.Action{
-				{Signal: &config.SignalAction{Process: "nginx"}},
-				{HTTP: &config.HTTPAction{URL: "http://127.0.0.1:9/-/reload"}},
-				tc.cfg,
-			}
+			cfgs := append(typed(t,
+				config.ActionJSON{Signal: &config.SignalJSON{Process: "nginx"}},
+				config.ActionJSON{HTTP: &config.HTTPJSON{URL: "http://127.0.0.1:9/-/reload"}},
+			), tc.cfg)
 			acts, err := New(cfgs, Options{})
 			if err == nil || err.Error() != tc.want {
 				t.Fatalf("got %v\nwant %s", err, tc.want)
@@ -48,11 +58,11 @@ func TestNewRejects(t *testing.T) {
 
 func TestNewKeepsOrder(t *testing.T) {
 	t.Parallel()
-	acts, err := New([]config.Action{
-		{HTTP: &config.HTTPAction{URL: "http://127.0.0.1:9/a"}},
-		{Signal: &config.SignalAction{PIDFile: "/run/app.pid", Signal: "sigwinch"}},
-		{HTTP: &config.HTTPAction{URL: "https://127.0.0.1:9/b", Method: "GET", Timeout: "2s"}},
-	}, Options{})
+	acts, err := New(typed(t,
+		config.ActionJSON{HTTP: &config.HTTPJSON{URL: "http://127.0.0.1:9/a"}},
+		config.ActionJSON{Signal: &config.SignalJSON{PIDFile: "/run/app.pid", Signal: "sigwinch"}},
+		config.ActionJSON{HTTP: &config.HTTPJSON{URL: "https://127.0.0.1:9/b", Method: "GET", Timeout: "2s"}},
+	), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,5 +72,25 @@ func TestNewKeepsOrder(t *testing.T) {
 	}
 	if want := []string{"http", "signal", "http"}; !slices.Equal(kinds, want) {
 		t.Fatalf("kinds %q, want %q", kinds, want)
+	}
+}
+
+// TestNewDefaultsHandBuiltValues protects against a typed action built
+// without config's defaults: a zero signal would be kill(pid, 0), which
+// sends nothing and succeeds.
+func TestNewDefaultsHandBuiltValues(t *testing.T) {
+	t.Parallel()
+	acts, err := New([]config.Action{
+		{Signal: &config.SignalAction{PIDFile: "/run/app/app.pid"}},
+		{HTTP: &config.HTTPAction{URL: &url.URL{Scheme: "http", Host: "127.0.0.1:9", Path: "/r"}}},
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := acts[0].(*signalAction); s.sig != syscall.SIGHUP || s.sigName != "SIGHUP" {
+		t.Errorf("signal %v %q, want SIGHUP", s.sig, s.sigName)
+	}
+	if h := acts[1].(*httpAction); h.method != "POST" || h.timeout != config.DefaultHTTPTimeout || h.url != "http://127.0.0.1:9/r" {
+		t.Errorf("http %+v", h)
 	}
 }

@@ -3,6 +3,7 @@ package action
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -14,14 +15,12 @@ type childSignal struct {
 	child   Child
 	sig     os.Signal
 	sigName string
+	log     *slog.Logger
 }
 
-func newChildSignal(field string, c config.SignalAction, child Child) (*childSignal, error) {
-	sig, name, err := configuredSignal(field, c)
-	if err != nil {
-		return nil, err
-	}
-	return &childSignal{child: child, sig: sig, sigName: name}, nil
+func newChildSignal(c config.SignalAction, opts Options) *childSignal {
+	sig, name := signalOf(c)
+	return &childSignal{child: opts.Child, sig: sig, sigName: name, log: opts.Log}
 }
 
 func (a *childSignal) Kind() string { return "signal" }
@@ -30,26 +29,19 @@ func (a *childSignal) Run(context.Context, Change) error {
 	if err := a.child.Signal(a.sig); err != nil {
 		return fmt.Errorf("signal: %s to the app: %w", a.sigName, err)
 	}
+	a.log.Info("sent "+a.sigName+" to the app", "action", "signal", "signal", a.sigName)
 	return nil
 }
 
 // restart restarts the app that agent exec runs, with the new secrets in
-// its environment.
+// its environment. The child logs the restart (old and new pid).
 type restart struct {
 	child Child
 	grace time.Duration
 }
 
-func newRestart(field string, c config.RestartAction, child Child) (*restart, error) {
-	grace := DefaultGracePeriod
-	if c.GracePeriod != "" {
-		d, err := time.ParseDuration(c.GracePeriod)
-		if err != nil || d < 0 {
-			return nil, fmt.Errorf("%s.restart.gracePeriod: %q is not a duration", field, c.GracePeriod)
-		}
-		grace = d
-	}
-	return &restart{child: child, grace: grace}, nil
+func newRestart(c config.RestartAction, opts Options) *restart {
+	return &restart{child: opts.Child, grace: c.GracePeriod}
 }
 
 func (a *restart) Kind() string { return "restart" }

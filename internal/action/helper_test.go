@@ -32,7 +32,7 @@ func TestHelperProcess(t *testing.T) {
 	case "counter":
 		counter()
 	case "signal":
-		acts, err := New([]config.Action{{Signal: &config.SignalAction{Process: os.Getenv("ACTION_TEST_PROCESS")}}}, Options{})
+		acts, err := New(typed(t, config.ActionJSON{Signal: &config.SignalJSON{Process: os.Getenv("ACTION_TEST_PROCESS")}}), Options{})
 		if err == nil {
 			err = acts[0].Run(context.Background(), Change{})
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,59 +16,44 @@ import (
 )
 
 const (
-	defaultHTTPTimeout = 10 * time.Second
-	maxDrain           = 64 << 10 // read this much of a reply at most, so a chatty app cannot stall us
-	maxBodyInError     = 200
-	maxRedirects       = 10
+	maxDrain       = 64 << 10 // read this much of a reply at most, so a chatty app cannot stall us
+	maxBodyInError = 200
+	maxRedirects   = 10
 )
 
 type httpAction struct {
 	method  string
 	url     string
-	shown   string // url with any password redacted, for errors
+	shown   string // url with its password and query values redacted, for errors and logs
 	expect  int    // 0: any 2xx
 	timeout time.Duration
 	client  *http.Client
+	log     *slog.Logger
 }
 
-func newHTTP(field string, c config.HTTPAction, client *http.Client) (*httpAction, error) {
-	u, err := url.Parse(c.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%s.http.url: %q is not an http:// or https:// URL", field, c.URL)
-	}
-	method := c.Method
-	if method == "" {
-		method = http.MethodPost
-	}
-	switch method {
-	case http.MethodGet, http.MethodPost, http.MethodPut:
-	default:
-		return nil, fmt.Errorf("%s.http.method: %q is not GET, POST or PUT", field, c.Method)
-	}
-	if s := c.ExpectStatus; s != 0 && (s < 100 || s > 599) {
-		return nil, fmt.Errorf("%s.http.expectStatus: %d is not an HTTP status", field, s)
-	}
-	timeout := defaultHTTPTimeout
-	if c.Timeout != "" {
-		timeout, err = time.ParseDuration(c.Timeout)
-		if err != nil || timeout <= 0 {
-			return nil, fmt.Errorf("%s.http.timeout: %q is not a positive duration (\"5s\", \"1m\")", field, c.Timeout)
-		}
-	}
+func newHTTP(c config.HTTPAction, client *http.Client, log *slog.Logger) *httpAction {
 	if c.ExpectStatus >= 300 && c.ExpectStatus < 400 {
 		// The app's answer is the redirect itself.
 		own := *client
 		own.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		client = &own
 	}
+	// config always sets these; a value built by hand may not.
+	if c.Method == "" {
+		c.Method = http.MethodPost
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = config.DefaultHTTPTimeout
+	}
 	return &httpAction{
-		method:  method,
-		url:     c.URL,
-		shown:   u.Redacted(),
+		method:  c.Method,
+		url:     c.URL.String(),
+		shown:   c.Redacted(),
 		expect:  c.ExpectStatus,
-		timeout: timeout,
+		timeout: c.Timeout,
 		client:  client,
-	}, nil
+		log:     log,
+	}
 }
 
 func (a *httpAction) Kind() string { return "http" }
@@ -78,9 +64,11 @@ func (a *httpAction) Run(ctx context.Context, _ Change) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, a.method, a.url, nil)
 	if err != nil {
-		return fmt.Errorf("http: %s %s: %w", a.method, a.shown, err)
+		// Not wrapped: a parse error would repeat the whole URL.
+		return fmt.Errorf("http: %s %s: cannot build the request", a.method, a.shown)
 	}
 	req.Header.Set("User-Agent", "ecs-secrets-agent")
+	a.log.Debug("calling reload URL", "method", a.method, "url", a.shown, "timeout", a.timeout.String())
 	resp, err := a.client.Do(req)
 	if err != nil {
 		// Do already closed any body; the *url.Error repeats method and URL.
@@ -99,6 +87,7 @@ func (a *httpAction) Run(ctx context.Context, _ Change) error {
 		_ = resp.Body.Close()
 	}()
 	if a.statusOK(resp.StatusCode) {
+		a.log.Info(fmt.Sprintf("reload URL answered %d", resp.StatusCode), "action", "http", "method", a.method, "url", a.shown, "status", resp.StatusCode)
 		return nil
 	}
 	want := "2xx"
@@ -137,10 +126,10 @@ func noCrossHostRedirects(c *http.Client) *http.Client {
 	out.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		from := via[0].URL
 		if !strings.EqualFold(req.URL.Host, from.Host) {
-			return fmt.Errorf("redirect to %s refused: it leaves %s", req.URL.Redacted(), from.Host)
+			return fmt.Errorf("redirect to %s refused: it leaves %s", config.RedactURL(req.URL), from.Host)
 		}
 		if from.Scheme == "https" && req.URL.Scheme != "https" {
-			return fmt.Errorf("redirect to %s refused: it leaves https", req.URL.Redacted())
+			return fmt.Errorf("redirect to %s refused: it leaves https", config.RedactURL(req.URL))
 		}
 		if next != nil {
 			return next(req, via)

@@ -2,6 +2,7 @@ package action
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -45,9 +46,9 @@ func status(code int, body string) http.HandlerFunc {
 	}
 }
 
-func newHTTPAction(t *testing.T, c config.HTTPAction) Action {
+func newHTTPAction(t *testing.T, c config.HTTPJSON) Action {
 	t.Helper()
-	return newOne(t, config.Action{HTTP: &c}, Options{})
+	return newOne(t, config.ActionJSON{HTTP: &c}, Options{})
 }
 
 func TestHTTPOneRequestPerRun(t *testing.T) {
@@ -71,7 +72,7 @@ func TestHTTPOneRequestPerRun(t *testing.T) {
 				w.Header().Set("Location", "/elsewhere")
 				w.WriteHeader(tc.code)
 			})
-			a := newHTTPAction(t, config.HTTPAction{URL: s.URL + "/-/reload?x=1", Method: tc.method, ExpectStatus: tc.expect})
+			a := newHTTPAction(t, config.HTTPJSON{URL: s.URL + "/-/reload?x=1", Method: tc.method, ExpectStatus: tc.expect})
 			if a.Kind() != "http" {
 				t.Errorf("Kind() = %q, want http", a.Kind())
 			}
@@ -112,7 +113,7 @@ func TestHTTPWrongStatus(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := newReloadServer(t, tc.reply)
-			a := newHTTPAction(t, config.HTTPAction{URL: s.URL + "/-/reload", ExpectStatus: tc.expect})
+			a := newHTTPAction(t, config.HTTPJSON{URL: s.URL + "/-/reload", ExpectStatus: tc.expect})
 			err := a.Run(context.Background(), Change{})
 			want := "http: POST " + s.URL + "/-/reload: " + tc.want
 			if err == nil || err.Error() != want {
@@ -135,7 +136,7 @@ func TestHTTPTimeout(t *testing.T) {
 		}
 	})
 	defer close(release) // before s.Close, which waits for the handler
-	a := newHTTPAction(t, config.HTTPAction{URL: s.URL, Timeout: "50ms"})
+	a := newHTTPAction(t, config.HTTPJSON{URL: s.URL, Timeout: "50ms"})
 	err := a.Run(context.Background(), Change{})
 	want := "http: POST " + s.URL + ": no response within 50ms: context deadline exceeded"
 	if err == nil || err.Error() != want {
@@ -148,7 +149,7 @@ func TestHTTPCanceled(t *testing.T) {
 	s := newReloadServer(t, status(200, ""))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := newHTTPAction(t, config.HTTPAction{URL: s.URL}).Run(ctx, Change{})
+	err := newHTTPAction(t, config.HTTPJSON{URL: s.URL}).Run(ctx, Change{})
 	want := "http: POST " + s.URL + ": context canceled"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got error %v\nwant %s", err, want)
@@ -171,7 +172,7 @@ func TestHTTPRedirects(t *testing.T) {
 		}
 	})
 
-	err := newHTTPAction(t, config.HTTPAction{URL: s.URL + "/away"}).Run(context.Background(), Change{})
+	err := newHTTPAction(t, config.HTTPJSON{URL: s.URL + "/away"}).Run(context.Background(), Change{})
 	want := "http: POST " + s.URL + "/away: redirect to " + otherURL + " refused: it leaves " + strings.TrimPrefix(s.URL, "http://")
 	if err == nil || err.Error() != want {
 		t.Fatalf("got error %v\nwant %s", err, want)
@@ -180,7 +181,7 @@ func TestHTTPRedirects(t *testing.T) {
 		t.Errorf("the other host got %q", got)
 	}
 
-	if err := newHTTPAction(t, config.HTTPAction{URL: s.URL + "/old"}).Run(context.Background(), Change{}); err != nil {
+	if err := newHTTPAction(t, config.HTTPJSON{URL: s.URL + "/old"}).Run(context.Background(), Change{}); err != nil {
 		t.Fatalf("same-host redirect: %v", err)
 	}
 	wantCalls := []string{
@@ -193,12 +194,43 @@ func TestHTTPRedirects(t *testing.T) {
 	}
 }
 
-func TestHTTPPasswordNotInErrors(t *testing.T) {
+// TestHTTPCredentialsNotInErrorsOrLogs protects a reload URL's password and
+// query tokens: action errors showed the query whole.
+func TestHTTPCredentialsNotInErrorsOrLogs(t *testing.T) {
 	t.Parallel()
-	s := newReloadServer(t, status(500, ""))
-	u := strings.Replace(s.URL, "http://", "http://admin:hunter2@", 1)
-	err := newHTTPAction(t, config.HTTPAction{URL: u}).Run(context.Background(), Change{})
-	if err == nil || strings.Contains(err.Error(), "hunter2") {
-		t.Fatalf("got error %v, want one without the password", err)
+	code := 500
+	var mu sync.Mutex
+	s := newReloadServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.WriteHeader(code)
+	})
+	u := strings.Replace(s.URL, "http://", "http://admin:hunter2@", 1) + "/-/reload?token=s3cr3t&debug"
+	shown := strings.Replace(s.URL, "http://", "http://admin:xxxxx@", 1) + "/-/reload?token=xxxxx&debug"
+	var logs strings.Builder
+	a := newOne(t, config.ActionJSON{HTTP: &config.HTTPJSON{URL: u}}, Options{Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	err := a.Run(context.Background(), Change{})
+	if want := "http: POST " + shown + ": got status 500 Internal Server Error, want 2xx"; err == nil || err.Error() != want {
+		t.Fatalf("got error %v\nwant %s", err, want)
+	}
+	mu.Lock()
+	code = 200
+	mu.Unlock()
+	if err := a.Run(context.Background(), Change{}); err != nil {
+		t.Fatal(err)
+	}
+	// Refused redirects name the target redacted too.
+	r := newReloadServer(t, func(w http.ResponseWriter, req *http.Request) {
+		http.Redirect(w, req, "http://bob:hunter2@localhost:1/x?token=s3cr3t", http.StatusTemporaryRedirect)
+	})
+	err = newOne(t, config.ActionJSON{HTTP: &config.HTTPJSON{URL: r.URL}}, Options{}).Run(context.Background(), Change{})
+	if want := "http: POST " + r.URL + ": redirect to http://bob:xxxxx@localhost:1/x?token=xxxxx refused: it leaves " + strings.TrimPrefix(r.URL, "http://"); err == nil || err.Error() != want {
+		t.Fatalf("got error %v\nwant %s", err, want)
+	}
+	if strings.Contains(logs.String(), "hunter2") || strings.Contains(logs.String(), "s3cr3t") {
+		t.Errorf("log shows a credential:\n%s", logs.String())
+	}
+	if want := `msg="reload URL answered 200" action=http method=POST url="` + shown + `" status=200`; !strings.Contains(logs.String(), want) {
+		t.Errorf("log\n%s\nlacks %s", logs.String(), want)
 	}
 }

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,19 +29,14 @@ type signalAction struct {
 	sigName  string
 	procRoot string
 	self     int
+	log      *slog.Logger
 }
 
 func newSignal(field string, c config.SignalAction, opts Options) (*signalAction, error) {
-	switch {
-	case c.Process != "" && c.PIDFile != "":
-		return nil, fmt.Errorf("%s.signal: set process or pidFile, not both", field)
-	case c.Process == "" && c.PIDFile == "":
+	if c.Process == "" && c.PIDFile == "" {
 		return nil, fmt.Errorf("%s.signal: set process or pidFile (signalling the child needs exec mode)", field)
 	}
-	sig, name, err := configuredSignal(field, c)
-	if err != nil {
-		return nil, err
-	}
+	sig, name := signalOf(c)
 	return &signalAction{
 		process:  c.Process,
 		pidFile:  c.PIDFile,
@@ -46,40 +44,21 @@ func newSignal(field string, c config.SignalAction, opts Options) (*signalAction
 		sigName:  name,
 		procRoot: opts.ProcRoot,
 		self:     opts.SelfPID,
+		log:      opts.Log,
 	}, nil
 }
 
-// configuredSignal is the signal an action names, SIGHUP by default.
-func configuredSignal(field string, c config.SignalAction) (syscall.Signal, string, error) {
-	name := strings.ToUpper(c.Signal)
-	if name == "" {
-		name = "SIGHUP"
+// signalOf is c's signal. config always sets it; a value built by hand that
+// leaves it zero gets the default rather than kill(pid, 0), which sends
+// nothing and reports success.
+func signalOf(c config.SignalAction) (syscall.Signal, string) {
+	if c.Signal == 0 {
+		return syscall.SIGHUP, "SIGHUP"
 	}
-	sig, ok := parseSignal(name)
-	if !ok {
-		return 0, "", fmt.Errorf("%s.signal.signal: %q is not one of SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH", field, c.Signal)
+	if c.Name == "" {
+		return c.Signal, "signal " + strconv.Itoa(int(c.Signal))
 	}
-	return sig, name, nil
-}
-
-func parseSignal(name string) (syscall.Signal, bool) {
-	switch name {
-	case "SIGHUP":
-		return syscall.SIGHUP, true
-	case "SIGINT":
-		return syscall.SIGINT, true
-	case "SIGQUIT":
-		return syscall.SIGQUIT, true
-	case "SIGTERM":
-		return syscall.SIGTERM, true
-	case "SIGUSR1":
-		return syscall.SIGUSR1, true
-	case "SIGUSR2":
-		return syscall.SIGUSR2, true
-	case "SIGWINCH":
-		return syscall.SIGWINCH, true
-	}
-	return 0, false
+	return c.Signal, c.Name
 }
 
 func (a *signalAction) Kind() string { return "signal" }
@@ -93,17 +72,55 @@ func (a *signalAction) Run(context.Context, Change) error {
 	return a.runProcess()
 }
 
-func (a *signalAction) runPIDFile() error {
-	pid, err := readPIDFile(a.pidFile)
+// Probe checks that the target can be found now: the pid file names a
+// running process, or a process of that name is visible.
+func (a *signalAction) Probe() error {
+	if a.pidFile != "" {
+		pid, err := a.readPIDFile()
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(a.procRoot, strconv.Itoa(pid))); err != nil {
+			return notRunning(a.pidFile)
+		}
+		return nil
+	}
+	procs, all, err := findProcesses(a.procRoot, a.process, a.self)
 	if err != nil {
 		return err
 	}
+	if len(procs) == 0 {
+		return a.noProcess(all)
+	}
+	return nil
+}
+
+// notRunning does not show the pid: a number that names no process may not
+// be a pid at all, but a secret's digits.
+func notRunning(pidFile string) error {
+	return fmt.Errorf("signal: the pid in %s names no running process: the pid file is stale, or the agent and the app do not share a PID namespace (pidMode: \"task\" in the task definition)", pidFile)
+}
+
+// readPIDFile reads the pid file and checks it does not name the agent.
+func (a *signalAction) readPIDFile() (int, error) {
+	pid, err := readPIDFile(a.pidFile)
+	if err != nil {
+		return 0, err
+	}
 	if pid == a.self {
-		return fmt.Errorf("signal: pid file %s names the agent itself (pid %d)", a.pidFile, pid)
+		return 0, fmt.Errorf("signal: pid file %s names the agent itself (pid %d)", a.pidFile, pid)
+	}
+	return pid, nil
+}
+
+func (a *signalAction) runPIDFile() error {
+	pid, err := a.readPIDFile()
+	if err != nil {
+		return err
 	}
 	err = syscall.Kill(pid, a.sig)
 	if errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal: pid %d from %s is not running: the pid file is stale, or the agent and the app do not share a PID namespace (pidMode: \"task\" in the task definition)", pid, a.pidFile)
+		return notRunning(a.pidFile)
 	}
 	if err != nil {
 		name := ""
@@ -112,9 +129,12 @@ func (a *signalAction) runPIDFile() error {
 		}
 		return a.killError(pid, name, err)
 	}
+	a.log.Info(fmt.Sprintf("sent %s to pid %d", a.sigName, pid), "action", "signal", "signal", a.sigName, "pid", pid, "pid_file", a.pidFile)
 	return nil
 }
 
+// readPIDFile never shows the file's content in an error: a pidFile pointing
+// at the wrong file may point at a secret.
 func readPIDFile(path string) (int, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -135,23 +155,91 @@ func readPIDFile(path string) (int, error) {
 	}
 	pid, err := strconv.ParseInt(s, 10, 32)
 	if errors.Is(err, strconv.ErrSyntax) {
-		// Not echoed: a pidFile pointing at the wrong file may point at a secret.
 		return 0, fmt.Errorf("signal: pid file %s holds %d bytes of text, not a process id", path, len(s))
 	}
 	if err != nil || pid <= 0 {
 		// pid <= 0 would signal a process group or every process.
-		return 0, fmt.Errorf("signal: pid file %s holds %s, not a positive process id", path, s)
+		return 0, fmt.Errorf("signal: pid file %s holds a %d-digit number that is not a positive process id", path, len(strings.TrimLeft(s, "+-")))
 	}
 	return int(pid), nil
 }
 
+// noProcess says why no process is named a.process, from what is visible:
+// only the agent's own processes means no shared PID namespace; others mean
+// a wrong name.
+func (a *signalAction) noProcess(all []proc) error {
+	others := othersThanOwn(all, a.self)
+	if len(others) == 0 {
+		return fmt.Errorf("signal: no process named %q is visible, and no process outside the agent's own: the agent and the app must share a PID namespace (pidMode: \"task\" in the task definition)", a.process)
+	}
+	names := map[string]bool{}
+	for _, p := range others {
+		names[p.comm] = true
+	}
+	list := slices.Sorted(maps.Keys(names))
+	more := ""
+	if len(list) > maxNamesShown {
+		more = fmt.Sprintf(" and %d more", len(list)-maxNamesShown)
+		list = list[:maxNamesShown]
+	}
+	return fmt.Errorf("signal: no process named %q, though other processes are visible: check the name (visible: %s%s)", a.process, strings.Join(list, ", "), more)
+}
+
+// maxNamesShown bounds the process names an error lists.
+const maxNamesShown = 10
+
+// othersThanOwn leaves out self, its ancestors (an init such as tini) and
+// its descendants: what a container sees of itself without pidMode: task.
+func othersThanOwn(all []proc, self int) []proc {
+	byPID := make(map[int]proc, len(all))
+	for _, p := range all {
+		byPID[p.pid] = p
+	}
+	own := map[int]bool{self: true}
+	for pid := self; ; {
+		p, ok := byPID[pid]
+		if !ok || own[p.ppid] || p.ppid <= 0 {
+			break
+		}
+		own[p.ppid] = true
+		pid = p.ppid
+	}
+	descends := func(p proc) bool {
+		for seen := 0; seen < len(all); seen++ {
+			if p.ppid == self {
+				return true
+			}
+			parent, ok := byPID[p.ppid]
+			if !ok {
+				return false
+			}
+			p = parent
+		}
+		return false
+	}
+	var others []proc
+	for _, p := range all {
+		if !own[p.pid] && !descends(p) {
+			others = append(others, p)
+		}
+	}
+	return others
+}
+
 func (a *signalAction) runProcess() error {
-	procs, err := findProcesses(a.procRoot, a.process, a.self)
+	procs, all, err := findProcesses(a.procRoot, a.process, a.self)
 	if err != nil {
 		return err
 	}
 	if len(procs) == 0 {
-		return fmt.Errorf("signal: no process named %q is visible: the agent and the app must share a PID namespace (pidMode: \"task\" in the task definition)", a.process)
+		return a.noProcess(all)
+	}
+	if a.log.Enabled(context.Background(), slog.LevelDebug) {
+		pids := make([]int, len(procs))
+		for i, p := range procs {
+			pids[i] = p.pid
+		}
+		a.log.Debug("signal: processes matched", "process", a.process, "pids", pids, "visible", len(all))
 	}
 	var errs []error
 	sent := 0
@@ -160,6 +248,7 @@ func (a *signalAction) runProcess() error {
 		switch {
 		case err == nil:
 			sent++
+			a.log.Info(fmt.Sprintf("sent %s to pid %d", a.sigName, p.pid), "action", "signal", "signal", a.sigName, "pid", p.pid, "process", p.comm)
 		case errors.Is(err, syscall.ESRCH):
 			// Exited since the scan.
 		default:
@@ -196,16 +285,17 @@ type proc struct {
 
 // findProcesses returns the processes under procRoot named name, leaving out
 // self and any process whose parent is also named name: a reload signal goes
-// to nginx's master, which tells its workers, not to each worker.
-func findProcesses(procRoot, name string, self int) ([]proc, error) {
+// to nginx's master, which tells its workers, not to each worker. all is
+// every live process seen, self included, for telling why none matched.
+func findProcesses(procRoot, name string, self int) (top, all []proc, err error) {
 	entries, err := os.ReadDir(procRoot)
 	if err != nil {
-		return nil, fmt.Errorf("signal: listing processes in %s: %w", procRoot, unwrapPath(err))
+		return nil, nil, fmt.Errorf("signal: listing processes in %s: %w", procRoot, unwrapPath(err))
 	}
 	var matched []proc
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 0 || pid == self {
+		if err != nil || pid <= 0 {
 			continue
 		}
 		p, err := readProc(procRoot, pid)
@@ -213,9 +303,13 @@ func findProcesses(procRoot, name string, self int) ([]proc, error) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if !p.zombie && p.named(name) {
+		if p.zombie {
+			continue
+		}
+		all = append(all, p)
+		if pid != self && p.named(name) {
 			matched = append(matched, p)
 		}
 	}
@@ -223,13 +317,12 @@ func findProcesses(procRoot, name string, self int) ([]proc, error) {
 	for _, p := range matched {
 		isMatch[p.pid] = true
 	}
-	var top []proc
 	for _, p := range matched {
 		if !isMatch[p.ppid] {
 			top = append(top, p)
 		}
 	}
-	return top, nil
+	return top, all, nil
 }
 
 func (p proc) named(name string) bool {

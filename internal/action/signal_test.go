@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,9 +17,9 @@ import (
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 )
 
-func newOne(t *testing.T, c config.Action, opts Options) Action {
+func newOne(t *testing.T, c config.ActionJSON, opts Options) Action {
 	t.Helper()
-	acts, err := New([]config.Action{c}, opts)
+	acts, err := New(typed(t, c), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func writePIDFile(t *testing.T, pid int) string {
 func TestSignalPIDFileSendsOneSIGHUPPerRun(t *testing.T) {
 	t.Parallel()
 	h := startCounter(t, helperOpts{exe: testBinary(t)})
-	a := newOne(t, config.Action{Signal: &config.SignalAction{PIDFile: writePIDFile(t, h.pid)}}, Options{})
+	a := newOne(t, config.ActionJSON{Signal: &config.SignalJSON{PIDFile: writePIDFile(t, h.pid)}}, Options{})
 	if a.Kind() != "signal" {
 		t.Errorf("Kind() = %q, want signal", a.Kind())
 	}
@@ -53,7 +54,7 @@ func TestSignalProcessNameSendsOneSIGHUP(t *testing.T) {
 	t.Parallel()
 	exe, name := namedExe(t, t.TempDir(), testBinary(t))
 	h := startCounter(t, helperOpts{exe: exe})
-	a := newOne(t, config.Action{Signal: &config.SignalAction{Process: name}}, Options{})
+	a := newOne(t, config.ActionJSON{Signal: &config.SignalJSON{Process: name}}, Options{})
 	for range 2 {
 		if err := a.Run(context.Background(), Change{}); err != nil {
 			t.Fatal(err)
@@ -62,11 +63,40 @@ func TestSignalProcessNameSendsOneSIGHUP(t *testing.T) {
 	}
 }
 
+// TestSignalSuccessIsLogged protects the one line that says a signal went
+// out: successful actions were silent.
+func TestSignalSuccessIsLogged(t *testing.T) {
+	t.Parallel()
+	exe, name := namedExe(t, t.TempDir(), testBinary(t))
+	h := startCounter(t, helperOpts{exe: exe})
+	pidFile := writePIDFile(t, h.pid)
+	var logs strings.Builder
+	opts := Options{Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	for _, c := range []config.SignalJSON{{Process: name}, {PIDFile: pidFile, Signal: "SIGUSR1"}} {
+		if err := newOne(t, config.ActionJSON{Signal: &c}, opts).Run(context.Background(), Change{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.expectSignals(t, []int{h.pid}, fmt.Sprintf("sig %d HUP", h.pid), fmt.Sprintf("sig %d USR1", h.pid))
+	var got []string
+	for line := range strings.Lines(logs.String()) {
+		_, rest, _ := strings.Cut(line, " level=")
+		got = append(got, "level="+strings.TrimSpace(rest))
+	}
+	want := []string{
+		fmt.Sprintf(`level=INFO msg="sent SIGHUP to pid %d" action=signal signal=SIGHUP pid=%d process=%s`, h.pid, h.pid, name),
+		fmt.Sprintf(`level=INFO msg="sent SIGUSR1 to pid %d" action=signal signal=SIGUSR1 pid=%d pid_file=%s`, h.pid, h.pid, pidFile),
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("log\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 func TestSignalProcessNameSkipsChildrenOfAMatch(t *testing.T) {
 	t.Parallel()
 	exe, name := namedExe(t, t.TempDir(), testBinary(t))
 	h := startCounter(t, helperOpts{exe: exe, child: true})
-	a := newOne(t, config.Action{Signal: &config.SignalAction{Process: name}}, Options{})
+	a := newOne(t, config.ActionJSON{Signal: &config.SignalJSON{Process: name}}, Options{})
 	if err := a.Run(context.Background(), Change{}); err != nil {
 		t.Fatal(err)
 	}
@@ -77,24 +107,117 @@ func TestSignalConfiguredSignalIsSent(t *testing.T) {
 	t.Parallel()
 	exe, name := namedExe(t, t.TempDir(), testBinary(t))
 	h := startCounter(t, helperOpts{exe: exe})
-	for _, c := range []config.SignalAction{
+	for _, c := range []config.SignalJSON{
 		{Process: name, Signal: "sigusr1"},
 		{PIDFile: writePIDFile(t, h.pid), Signal: "SIGUSR1"},
 	} {
-		if err := newOne(t, config.Action{Signal: &c}, Options{}).Run(context.Background(), Change{}); err != nil {
+		if err := newOne(t, config.ActionJSON{Signal: &c}, Options{}).Run(context.Background(), Change{}); err != nil {
 			t.Fatal(err)
 		}
 		h.expectSignals(t, []int{h.pid}, fmt.Sprintf("sig %d USR1", h.pid))
 	}
 }
 
-func TestSignalNoProcess(t *testing.T) {
+// TestSignalNoProcessTellsPIDModeFromMisspeltName protects the cause a
+// missing target is given: a misspelt name in a shared PID namespace was
+// told to set pidMode. Probe (at start) and Run (at a rotation) say the same.
+func TestSignalNoProcessTellsPIDModeFromMisspeltName(t *testing.T) {
 	t.Parallel()
-	a := newOne(t, config.Action{Signal: &config.SignalAction{Process: "no-such-proc-x"}}, Options{})
-	err := a.Run(context.Background(), Change{})
-	want := `signal: no process named "no-such-proc-x" is visible: the agent and the app must share a PID namespace (pidMode: "task" in the task definition)`
-	if err == nil || err.Error() != want {
-		t.Fatalf("got error %v, want %s", err, want)
+	// Without pidMode: task the agent sees its own tree: tini (1) → agent
+	// (7) → a helper it started (8).
+	alone := t.TempDir()
+	fakeProc(t, alone, 1, 0, "tini", "S", "/tini\x00")
+	fakeProc(t, alone, 7, 1, "agent", "S", "/agent\x00run\x00")
+	fakeProc(t, alone, 8, 7, "sh", "S", "/bin/sh\x00")
+	// With it, the app's processes are visible too.
+	shared := t.TempDir()
+	fakeProc(t, shared, 1, 0, "pause", "S", "/pause\x00")
+	fakeProc(t, shared, 7, 1, "agent", "S", "/agent\x00run\x00")
+	fakeProc(t, shared, 20, 1, "nginx", "S", "nginx: master process")
+	fakeProc(t, shared, 21, 20, "nginx", "S", "nginx: worker process")
+	fakeProc(t, shared, 30, 1, "php-fpm", "S", "php-fpm: master process")
+	for _, tc := range []struct{ name, root, process, want string }{
+		{"no shared pid namespace", alone, "nginx",
+			`signal: no process named "nginx" is visible, and no process outside the agent's own: the agent and the app must share a PID namespace (pidMode: "task" in the task definition)`},
+		{"misspelt name", shared, "ngnix",
+			`signal: no process named "ngnix", though other processes are visible: check the name (visible: nginx, php-fpm)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newOne(t, config.ActionJSON{Signal: &config.SignalJSON{Process: tc.process}}, Options{ProcRoot: tc.root, SelfPID: 7})
+			p, ok := a.(Prober)
+			if !ok {
+				t.Fatalf("%T is not a Prober", a)
+			}
+			if err := p.Probe(); err == nil || err.Error() != tc.want {
+				t.Errorf("Probe: got %v\nwant %s", err, tc.want)
+			}
+			if err := a.Run(context.Background(), Change{}); err == nil || err.Error() != tc.want {
+				t.Errorf("Run: got %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestSignalProbeFindsTarget protects Probe from false alarms, and checks
+// its pid file causes.
+func TestSignalProbeFindsTarget(t *testing.T) {
+	t.Parallel()
+	root, dir := t.TempDir(), t.TempDir()
+	fakeProc(t, root, 1, 0, "pause", "S", "")
+	fakeProc(t, root, 7, 1, "agent", "S", "")
+	fakeProc(t, root, 20, 1, "nginx", "S", "")
+	pidFile := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	live, stale, missing := pidFile("live.pid", "20\n"), pidFile("stale.pid", "21\n"), filepath.Join(dir, "missing.pid")
+	for _, tc := range []struct {
+		name string
+		sig  config.SignalJSON
+		want string
+	}{
+		{"process found", config.SignalJSON{Process: "nginx"}, ""},
+		{"pid file of a running process", config.SignalJSON{PIDFile: live}, ""},
+		{"stale pid file", config.SignalJSON{PIDFile: stale}, "signal: the pid in " + stale + ` names no running process: the pid file is stale, or the agent and the app do not share a PID namespace (pidMode: "task" in the task definition)`},
+		{"missing pid file", config.SignalJSON{PIDFile: missing}, "signal: pid file " + missing + " does not exist: is the app running, and is the file on a volume the agent mounts?"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := newOne(t, config.ActionJSON{Signal: &tc.sig}, Options{ProcRoot: root, SelfPID: 7}).(Prober).Probe()
+			if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && got != tc.want) {
+				t.Errorf("Probe: got %v\nwant %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestSignalPIDFileContentNeverShown protects a secret from a pidFile that
+// points at it: the error said "holds 4111111111111111, not a positive
+// process id".
+func TestSignalPIDFileContentNeverShown(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	// 4194305 parses as a pid but names no process (above the kernel's
+	// limit): a PIN that happens to fit.
+	for _, value := range []string{"4111111111111111", "-4111111111111111", "0000", "hunter2", "12 34", "4194305"} {
+		p := filepath.Join(dir, "PIN")
+		if err := os.WriteFile(p, []byte(value+"\n"), 0o444); err != nil {
+			t.Fatal(err)
+		}
+		a := newOne(t, config.ActionJSON{Signal: &config.SignalJSON{PIDFile: p}}, Options{ProcRoot: t.TempDir()})
+		for _, err := range []error{a.Run(context.Background(), Change{}), a.(Prober).Probe()} {
+			if err == nil {
+				t.Fatalf("%q: no error", value)
+			}
+			if strings.Contains(err.Error(), value) || strings.Contains(err.Error(), strings.TrimLeft(value, "-0")) && strings.TrimLeft(value, "-0") != "" {
+				t.Errorf("error shows the file's content %q: %v", value, err)
+			}
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -119,15 +242,15 @@ func TestSignalPIDFileErrors(t *testing.T) {
 		{"empty", file("empty.pid", " \n"), "signal: pid file " + dir + "/empty.pid is empty"},
 		{"garbage", file("garbage.pid", "hunter2\n"), "signal: pid file " + dir + "/garbage.pid holds 7 bytes of text, not a process id"},
 		{"two pids", file("two.pid", "12\n13\n"), "signal: pid file " + dir + "/two.pid holds 5 bytes of text, not a process id"},
-		{"negative", file("negative.pid", "-1"), "signal: pid file " + dir + `/negative.pid holds -1, not a positive process id`},
-		{"zero", file("zero.pid", "0"), "signal: pid file " + dir + `/zero.pid holds 0, not a positive process id`},
-		{"huge", file("huge.pid", "99999999999"), "signal: pid file " + dir + `/huge.pid holds 99999999999, not a positive process id`},
+		{"negative", file("negative.pid", "-1"), "signal: pid file " + dir + `/negative.pid holds a 1-digit number that is not a positive process id`},
+		{"zero", file("zero.pid", "0"), "signal: pid file " + dir + `/zero.pid holds a 1-digit number that is not a positive process id`},
+		{"huge", file("huge.pid", "99999999999"), "signal: pid file " + dir + `/huge.pid holds a 11-digit number that is not a positive process id`},
 		{"self", file("self.pid", "777"), "signal: pid file " + dir + "/self.pid names the agent itself (pid 777)"},
 		{"not a directory", notDir + "/x.pid", "signal: reading pid file " + notDir + "/x.pid: not a directory"},
-		{"not running", dead, "signal: pid 4194305 from " + dead + ` is not running: the pid file is stale, or the agent and the app do not share a PID namespace (pidMode: "task" in the task definition)`},
+		{"not running", dead, "signal: the pid in " + dead + ` names no running process: the pid file is stale, or the agent and the app do not share a PID namespace (pidMode: "task" in the task definition)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newOne(t, config.Action{Signal: &config.SignalAction{PIDFile: tc.path}}, Options{SelfPID: 777})
+			a := newOne(t, config.ActionJSON{Signal: &config.SignalJSON{PIDFile: tc.path}}, Options{SelfPID: 777})
 			err := a.Run(context.Background(), Change{})
 			if err == nil || err.Error() != tc.want {
 				t.Fatalf("got error %v\nwant %s", err, tc.want)
@@ -247,7 +370,7 @@ func TestFindProcesses(t *testing.T) {
 		{"tini", []int{1}},
 		{"absent", nil},
 	} {
-		procs, err := findProcesses(root, tc.name, 50)
+		procs, _, err := findProcesses(root, tc.name, 50)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -265,7 +388,7 @@ func TestFindProcesses(t *testing.T) {
 func TestFindProcessesMissingProcRoot(t *testing.T) {
 	t.Parallel()
 	root := filepath.Join(t.TempDir(), "proc")
-	_, err := findProcesses(root, "nginx", 1)
+	_, _, err := findProcesses(root, "nginx", 1)
 	want := "signal: listing processes in " + root + ": no such file or directory"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %s", err, want)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sync"
@@ -33,6 +34,8 @@ type Supervisor struct {
 	restarting  bool
 	lastRestart time.Time
 	minGap      time.Duration
+	log         *slog.Logger
+	now         func() time.Time // time.Now; tests fix it
 
 	exited  chan int // the exit code of a child that ended on its own
 	reaped  chan reap
@@ -47,9 +50,13 @@ type reap struct {
 }
 
 // Start starts path with args and env, and begins forwarding signals and
-// reaping. minGap rate-limits restarts.
-func Start(path string, args, env []string, minGap time.Duration) (*Supervisor, error) {
-	s := &Supervisor{path: path, args: args, minGap: minGap,
+// reaping. minGap rate-limits restarts. log (nil: discarded) gets restarts at
+// info.
+func Start(path string, args, env []string, minGap time.Duration, log *slog.Logger) (*Supervisor, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Supervisor{path: path, args: args, minGap: minGap, log: log, now: time.Now,
 		exited: make(chan int, 1), reaped: make(chan reap, 16), spawned: make(chan struct{}, 1),
 		sigs: make(chan os.Signal, 16), stop: make(chan struct{})}
 	// Catch signals before the child exists, so none is lost in between.
@@ -108,9 +115,11 @@ func (s *Supervisor) Signal(sig os.Signal) error {
 // a burst of rotations restarts the app at a bounded rate.
 func (s *Supervisor) Restart(ctx context.Context, env []string, grace time.Duration) error {
 	s.mu.Lock()
-	wait := time.Until(s.lastRestart.Add(s.minGap))
+	wait := s.lastRestart.Add(s.minGap).Sub(s.now())
 	s.mu.Unlock()
 	if wait > 0 {
+		s.log.Info(fmt.Sprintf("restart delayed by %s: at most one per %s", wait.Round(time.Second), s.minGap),
+			"delay", wait.Round(time.Millisecond).String(), "min_gap", s.minGap.String())
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -123,23 +132,31 @@ func (s *Supervisor) Restart(ctx context.Context, env []string, grace time.Durat
 	s.mu.Unlock()
 
 	done := s.waitFor(old.Pid)
+	s.log.Debug("stopping the app for a restart", "pid", old.Pid, "grace", grace.String())
 	_ = old.Signal(syscall.SIGTERM)
 	select {
 	case <-done:
 	case <-time.After(grace):
+		s.log.Info(fmt.Sprintf("the app did not stop within %s of SIGTERM: sending SIGKILL", grace), "pid", old.Pid)
 		_ = old.Signal(syscall.SIGKILL)
 		<-done
 	}
 	err := s.spawn(env)
 	s.mu.Lock()
 	s.restarting = false
-	s.lastRestart = time.Now()
+	s.lastRestart = s.now()
+	pid := 0
+	if s.proc != nil {
+		pid = s.proc.Pid
+	}
 	s.mu.Unlock()
 	if err != nil {
 		// No app left to supervise: end the agent as a failed start would.
 		s.exited <- 127
+		return err
 	}
-	return err
+	s.log.Info(fmt.Sprintf("restarted the app: pid %d → %d", old.Pid, pid), "old_pid", old.Pid, "pid", pid)
+	return nil
 }
 
 // waitFor returns a channel closed when pid has been reaped.

@@ -3,15 +3,14 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
+	"maps"
 	"net"
-	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,7 +39,7 @@ type File struct {
 	JSONFile    string         `json:"jsonFile"`
 	Templates   []TemplateJSON `json:"templates"`
 	Refresh     *RefreshJSON   `json:"refresh"`
-	OnChange    []Action       `json:"onChange"`
+	OnChange    []ActionJSON   `json:"onChange"`
 	MetricsAddr string         `json:"metricsAddr"`
 }
 
@@ -184,18 +183,6 @@ func Load(flags Flags, getenv func(string) string) (*Settings, error) {
 // mismatches are errors.
 func Decode(data []byte, f *File) error { return decodeStrict(data, f) }
 
-func decodeStrict(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("unexpected data after the JSON object")
-	}
-	return nil
-}
-
 func jsonError(err error) error {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
@@ -221,7 +208,6 @@ func (f *File) validate(flagSecrets []string, source string) (*Settings, error) 
 		EnvFile:     f.EnvFile,
 		JSONFile:    f.JSONFile,
 		Interval:    DefaultInterval,
-		OnChange:    f.OnChange,
 		MetricsAddr: f.MetricsAddr,
 
 		OutputDirSet: f.OutputDir != "",
@@ -295,6 +281,12 @@ func (f *File) validate(flagSecrets []string, source string) (*Settings, error) 
 		if err != nil {
 			return nil, err
 		}
+		for _, name := range t.Template.SecretNames() {
+			if !names[name] && !expandedKey(name, s.Secrets) {
+				// Caught here, not by init after fetching everything.
+				return nil, errorf("%s.template: names secret %q, which is not configured (configured: %s)", field, name, strings.Join(slices.Sorted(maps.Keys(names)), ", "))
+			}
+		}
 		if err := claim(t.Destination, field+".destination"); err != nil {
 			return nil, err
 		}
@@ -307,10 +299,12 @@ func (f *File) validate(flagSecrets []string, source string) (*Settings, error) 
 	if err := f.validateRefresh(s); err != nil {
 		return nil, err
 	}
-	for i, a := range f.OnChange {
-		if err := a.validate(fmt.Sprintf("onChange[%d]", i)); err != nil {
+	for i, j := range f.OnChange {
+		a, err := ParseAction(fmt.Sprintf("onChange[%d]", i), j, s.OutputDir)
+		if err != nil {
 			return nil, err
 		}
+		s.OnChange = append(s.OnChange, a)
 	}
 	if s.MetricsAddr != "" {
 		if _, port, err := net.SplitHostPort(s.MetricsAddr); err != nil || !validPort(port) {
@@ -318,6 +312,17 @@ func (f *File) validate(flagSecrets []string, source string) (*Settings, error) 
 		}
 	}
 	return s, nil
+}
+
+// expandedKey reports whether name can be a key of an expanded secret
+// (NAME_KEY): its keys are known only once the value is.
+func expandedKey(name string, secrets []Secret) bool {
+	for _, sec := range secrets {
+		if sec.Expand && strings.HasPrefix(name, sec.Name+"_") {
+			return true
+		}
+	}
+	return false
 }
 
 func (js SecretJSON) validate(field string, s *Settings) (Secret, error) {
@@ -452,6 +457,9 @@ func parseMode(field, v string) (fs.FileMode, error) {
 	return fs.FileMode(m), nil
 }
 
+// maxID is the largest uid or gid a file can have.
+const maxID int64 = 1<<32 - 2
+
 func id(field string, v *int, def int) (int, error) {
 	if v == nil {
 		return def, nil
@@ -459,15 +467,15 @@ func id(field string, v *int, def int) (int, error) {
 	if *v < 0 {
 		return 0, errorf("%s: %d is negative", field, *v)
 	}
+	// 4294967295 is (uid_t)-1, which chown takes as "leave as is", so the
+	// owner would never match; larger values would wrap (4294967296 to root).
+	if int64(*v) > maxID {
+		return 0, errorf("%s: %d is out of range: ids go from 0 to %d", field, *v, maxID)
+	}
 	return *v, nil
 }
 
 func validPort(p string) bool {
 	n, err := strconv.Atoi(p)
 	return err == nil && n >= 0 && n <= 65535
-}
-
-func validHTTPURL(v string) bool {
-	u, err := url.Parse(v)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

@@ -19,10 +19,10 @@ func TestLoadWatch(t *testing.T) {
 	}
 	for _, tt := range []struct{ json, want string }{
 		{`{"services":[{"cluster":"prod"}]}`, `services[0]: cluster and service are required`},
-		{`{"services":[],"intervall":"1m"}`, `AGENT_CONFIG: invalid JSON: unknown field "intervall"`},
+		{`{"services":[],"intervall":"1m"}`, `AGENT_CONFIG: intervall: unknown field`},
 		{`{"interval":"soon"}`, `interval: "soon" is not a duration ("30s", "5m")`},
 		{`{"interval":"100ms"}`, `interval: 100ms is below the minimum of 1s`},
-		{`{"secrets":[]}`, `AGENT_CONFIG: invalid JSON: unknown field "secrets"`},
+		{`{"secrets":[]}`, `AGENT_CONFIG: secrets: unknown field`},
 	} {
 		_, err := LoadWatch("", env(map[string]string{"AGENT_CONFIG": tt.json}))
 		if err == nil || err.Error() != tt.want {

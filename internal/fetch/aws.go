@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/endpointcreds"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go/middleware"
@@ -27,6 +28,17 @@ const (
 	idleConnTimeout    = 30 * time.Second
 	MaxAttempts        = 8
 	RefreshMaxAttempts = 2
+)
+
+// Deadlines, so that a hung connection fails as a transient error instead of
+// holding a refresh for as long as TCP retransmits (about 15 minutes).
+const (
+	// DefaultCallTimeout bounds each attempt of an AWS call, waiting for
+	// credentials included, when Fetcher.CallTimeout is not set.
+	DefaultCallTimeout = 10 * time.Second
+	// CredentialsTimeout bounds each request to the container credentials
+	// endpoint, a link-local service that answers in milliseconds.
+	CredentialsTimeout = 5 * time.Second
 )
 
 // APIObserver is told about every AWS API attempt (each retry counts): the
@@ -53,8 +65,9 @@ const (
 // default chain: in a task, the ECS container credentials endpoint
 // (AWS_CONTAINER_CREDENTIALS_*), and AWS_ENDPOINT_URL where set. obs, if
 // not nil, is told about every attempt of every AWS API call made with a
-// client built from it.
-func LoadAWSConfig(ctx context.Context, obs APIObserver) (aws.Config, error) {
+// client built from it. extra options go last, so they override ours (tests
+// use it for a retryer that does not wait).
+func LoadAWSConfig(ctx context.Context, obs APIObserver, extra ...func(*config.LoadOptions) error) (aws.Config, error) {
 	opts := []func(*config.LoadOptions) error{
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
@@ -67,10 +80,15 @@ func LoadAWSConfig(ctx context.Context, obs APIObserver) (aws.Config, error) {
 		config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 			t.IdleConnTimeout = idleConnTimeout
 		})),
+		// The SDK gives the credentials client no timeout of its own.
+		config.WithEndpointCredentialOptions(func(o *endpointcreds.Options) {
+			o.HTTPClient = awshttp.NewBuildableClient().WithTimeout(CredentialsTimeout)
+		}),
 	}
 	if obs != nil {
 		opts = append(opts, config.WithAPIOptions([]func(*middleware.Stack) error{obs.addMiddleware}))
 	}
+	opts = append(opts, extra...)
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
@@ -130,6 +148,51 @@ func attemptOutcome(err error) string {
 	return OutcomeClientError
 }
 
+// attemptTimeout bounds one attempt of an AWS call. It sits right after the
+// SDK's retry middleware, so it covers getting credentials, signing, sending
+// and reading the response of each attempt.
+type attemptTimeout time.Duration
+
+func (attemptTimeout) ID() string { return "ecs-secrets-agent/AttemptTimeout" }
+
+func (d attemptTimeout) add(stack *middleware.Stack) error {
+	if d <= 0 {
+		return nil
+	}
+	if err := stack.Finalize.Insert(d, "Retry", middleware.After); err != nil {
+		// A stack without the SDK's retry: bound the whole call.
+		return stack.Finalize.Add(d, middleware.Before)
+	}
+	return nil
+}
+
+func (d attemptTimeout) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
+	middleware.FinalizeOutput, middleware.Metadata, error,
+) {
+	cause := &NoAnswerError{After: time.Duration(d)}
+	ctx, cancel := context.WithTimeoutCause(ctx, time.Duration(d), cause)
+	defer cancel()
+	out, md, err := next.HandleFinalize(ctx, in)
+	if err != nil && context.Cause(ctx) == cause {
+		cause.Err = err
+		return out, md, cause
+	}
+	return out, md, err
+}
+
+// NoAnswerError is an attempt that got no complete answer within its
+// deadline. It is transient: the caller retries later.
+type NoAnswerError struct {
+	After time.Duration
+	Err   error // what the attempt returned when it was cut short
+}
+
+func (e *NoAnswerError) Error() string {
+	return fmt.Sprintf("no answer within %s", e.After)
+}
+
+func (e *NoAnswerError) Unwrap() error { return e.Err }
+
 type markedCredentials struct{ aws.CredentialsProvider }
 
 func (m markedCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
@@ -170,4 +233,11 @@ func NewClients(cfg aws.Config) Clients {
 			return smc[region]
 		},
 	}
+}
+
+func (f *Fetcher) attemptTimeout() attemptTimeout {
+	if f.CallTimeout > 0 {
+		return attemptTimeout(f.CallTimeout)
+	}
+	return attemptTimeout(DefaultCallTimeout)
 }

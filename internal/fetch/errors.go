@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/secret"
 )
@@ -16,7 +21,7 @@ type Error struct {
 	Name   string // configured name
 	Ref    Ref
 	Region string
-	Code   string // AWS error code, or one of ours (ParameterNotFound, KeyNotFound, NotJSONObject, RequestError, Timeout)
+	Code   string // AWS error code, or one of ours (ParameterNotFound, KeyNotFound, NotJSONObject, NoCredentials, CredentialsUnavailable, NoAnswer, BadResponse, RequestError, Timeout)
 	Op     string // the AWS operation it came from: GetParameters, GetSecretValue or DescribeSecret
 	Err    error
 }
@@ -39,8 +44,14 @@ func newError(r Request, region, op string, err error) *Error {
 	return &Error{Name: r.Name, Ref: r.Ref, Region: region, Code: ErrorCode(err), Op: op, Err: err}
 }
 
+// Error is our hint and then AWS's own message, which tells an SCP from a
+// permissions boundary from a resource policy (and never holds a value).
 func (e *Error) Error() string {
-	return fmt.Sprintf("secret %s (valueFrom %s): %s: %s", e.Name, e.Ref.Raw, e.Code, e.Hint())
+	line := fmt.Sprintf("secret %s (valueFrom %s): %s: %s", e.Name, e.Ref.Raw, e.Code, e.Hint())
+	if msg := awsMessage(e.Err); msg != "" && !strings.Contains(line, msg) {
+		line += " (AWS: " + msg + ")"
+	}
+	return line
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -59,7 +70,8 @@ func (e *Error) Missing() bool {
 func (e *Error) Class() Class {
 	switch e.Code {
 	case "ThrottlingException", "TooManyUpdates", "RequestError", "InternalServerError",
-		"InternalFailure", "ServiceUnavailable", "InternalServiceError", "Timeout":
+		"InternalFailure", "ServiceUnavailable", "InternalServiceError", "Timeout",
+		"NoAnswer", "CredentialsUnavailable", "BadResponse":
 		return Transient
 	}
 	var re interface{ HTTPStatusCode() int }
@@ -100,6 +112,14 @@ func (e *Error) Hint() string {
 		return "AWS rejected the credentials: check the task role (taskRoleArn) and the container's clock"
 	case "NoCredentials":
 		return "no credentials: give the task a task role (taskRoleArn); outside ECS set the usual AWS credential variables"
+	case "CredentialsUnavailable":
+		return credentialsHint(e.Err) + "; the agent retries"
+	case "NoAnswer":
+		var na *NoAnswerError
+		errors.As(e.Err, &na)
+		return fmt.Sprintf("no answer from the %s endpoint in %s within %s (each attempt's deadline): AWS is slow or the network path drops packets; the agent retries", e.Ref.Service, e.Region, na.After)
+	case "BadResponse":
+		return fmt.Sprintf("the %s endpoint in %s sent a response that could not be read (cut off, or not in AWS's format: a proxy answering in its place?); the agent retries", e.Ref.Service, e.Region)
 	case "ThrottlingException":
 		return "throttled by AWS after every retry; lower the polling rate or ask for a higher quota"
 	case "KeyNotFound":
@@ -111,25 +131,105 @@ func (e *Error) Hint() string {
 	case "Timeout":
 		return "gave up at the start-up deadline (--timeout) before AWS answered"
 	case "RequestError":
-		return fmt.Sprintf("could not reach the %s endpoint in %s: check the network path (NAT gateway or VPC endpoint) and the region", e.Ref.Service, e.Region)
+		return fmt.Sprintf("could not reach the %s endpoint in %s (%v): check the network path (NAT gateway or VPC endpoint) and the region", e.Ref.Service, e.Region, networkCause(e.Err))
 	}
 	return apiMessage(e.Err)
 }
 
 func apiMessage(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) && ae.ErrorMessage() != "" {
-		return ae.ErrorMessage()
+	if m := awsMessage(err); m != "" {
+		return m
 	}
 	return "unexpected error"
+}
+
+// awsMessage is the message AWS (or the credentials endpoint) sent with its
+// error code, on one line and cut short (a proxy may answer with a page of
+// HTML), or "".
+func awsMessage(err error) string {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return ""
+	}
+	m := strings.Join(strings.Fields(ae.ErrorMessage()), " ")
+	if len(m) > maxAWSMessage {
+		m = strings.ToValidUTF8(m[:maxAWSMessage], "") + "…"
+	}
+	return m
+}
+
+// maxAWSMessage bounds the AWS message on an error line.
+const maxAWSMessage = 300
+
+// credentialsHint says what went wrong with the container credentials
+// endpoint when it did not give an answer to act on.
+func credentialsHint(err error) string {
+	var (
+		na *NoAnswerError
+		st interface{ HTTPStatusCode() int }
+		ne net.Error
+	)
+	switch {
+	case errors.As(err, &na):
+		return fmt.Sprintf("the container credentials endpoint gave no answer within %s", na.After)
+	case errors.As(err, &st) && st.HTTPStatusCode() != 0:
+		return fmt.Sprintf("the container credentials endpoint answered %d %s", st.HTTPStatusCode(), http.StatusText(st.HTTPStatusCode()))
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Sprintf("the container credentials endpoint gave no answer within %s", CredentialsTimeout)
+	}
+	return fmt.Sprintf("could not reach the container credentials endpoint (%v)", networkCause(err))
+}
+
+// networkCause is the innermost useful part of a network error: the
+// operation and address ("dial tcp 10.0.0.1:443: connect: connection
+// refused"), without the request's URL.
+func networkCause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op
+	}
+	var se *smithyhttp.RequestSendError
+	if errors.As(err, &se) && se.Err != nil && !errors.As(se.Err, &ue) {
+		return se.Err
+	}
+	if ue != nil {
+		return ue.Err
+	}
+	return errors.New("no response")
+}
+
+// credentialsUnavailable reports whether a failure to get credentials is the
+// endpoint's failure (down, 5xx, throttled, no answer), which passes, rather
+// than an answer that there are none.
+func credentialsUnavailable(err error) bool {
+	var (
+		na *NoAnswerError
+		st interface{ HTTPStatusCode() int }
+		se *smithyhttp.RequestSendError
+	)
+	switch {
+	case errors.As(err, &na), errors.As(err, &se):
+		return true
+	case errors.As(err, &st):
+		return st.HTTPStatusCode() >= 500 || st.HTTPStatusCode() == http.StatusTooManyRequests
+	}
+	return false
 }
 
 // ErrorCode names err: the AWS error code where AWS sent one, else one of
 // ours (Timeout, NoCredentials, RequestError, ...). One classification for
 // every AWS call the agent makes.
 func ErrorCode(err error) string {
-	var ae smithy.APIError
-	var kn *secret.KeyNotFoundError
+	var (
+		ae smithy.APIError
+		kn *secret.KeyNotFoundError
+		na *NoAnswerError
+		de *smithy.DeserializationError
+	)
 	switch {
 	case errors.Is(err, errParameterNotFound):
 		return "ParameterNotFound"
@@ -140,11 +240,17 @@ func ErrorCode(err error) string {
 		return "KeyNotFound"
 	case errors.Is(err, secret.ErrNotJSONObject):
 		return "NotJSONObject"
-	case errors.Is(err, ErrCredentials):
+	case errors.Is(err, ErrCredentials) && credentialsUnavailable(err):
+		return "CredentialsUnavailable"
+	case errors.Is(err, ErrCredentials) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
 		// Before APIError: the credentials endpoint's own errors are APIErrors too.
 		return "NoCredentials"
+	case errors.As(err, &na):
+		return "NoAnswer"
 	case errors.As(err, &ae):
 		return ae.ErrorCode()
+	case errors.As(err, &de):
+		return "BadResponse"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return "Timeout"
 	}

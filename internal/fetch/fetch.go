@@ -51,6 +51,9 @@ type Fetcher struct {
 	Region      string // the task's region, for bare Parameter Store names
 	Concurrency int    // calls in flight; 0 means DefaultConcurrency
 	Attempts    int    // attempts per call; 0 means the aws.Config's retryer
+	// CallTimeout bounds each attempt of each AWS call, credentials
+	// included; 0 means DefaultCallTimeout.
+	CallTimeout time.Duration
 }
 
 // Request asks for one configured secret.
@@ -472,12 +475,14 @@ func sourceVersionID(src string) string {
 }
 
 func (f *Fetcher) ssmAttempts(o *ssm.Options) {
+	o.APIOptions = append(o.APIOptions, f.attemptTimeout().add)
 	if f.Attempts > 0 {
 		o.RetryMaxAttempts = f.Attempts
 	}
 }
 
 func (f *Fetcher) smAttempts(o *secretsmanager.Options) {
+	o.APIOptions = append(o.APIOptions, f.attemptTimeout().add)
 	if f.Attempts > 0 {
 		o.RetryMaxAttempts = f.Attempts
 	}

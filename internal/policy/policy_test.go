@@ -32,7 +32,7 @@ const specExample = `{
   "refresh": {"interval": "5m", "jitter": "30s"},
   "onChange": [
     {"signal": {"process": "nginx", "signal": "SIGHUP"}},
-    {"signal": {"pidFile": "/run/secrets/app.pid"}},
+    {"signal": {"pidFile": "/run/app/app.pid"}},
     {"http": {"url": "http://127.0.0.1:8080/-/reload", "method": "POST"}},
     {"redeploy": {}}
   ],

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"text/template/parse"
 	"unicode/utf8"
@@ -150,4 +152,54 @@ func shellQuote(s string) (string, error) {
 	var buf bytes.Buffer
 	writeShellQuoted(&buf, []byte(s))
 	return buf.String(), nil
+}
+
+// SecretNames lists, sorted and once each, the secret names the template
+// writes as literals in `secret "NAME"` and `key "NAME" "field"`, so a
+// configuration can be checked before any value is fetched. A computed name
+// cannot be listed.
+func (t *Template) SecretNames() []string {
+	seen := map[string]bool{}
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Nodes {
+				walk(c)
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.PipeNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Cmds {
+				walk(c)
+			}
+		case *parse.CommandNode:
+			if len(n.Args) >= 2 {
+				if id, ok := n.Args[0].(*parse.IdentifierNode); ok && (id.Ident == "secret" || id.Ident == "key") {
+					if s, ok := n.Args[1].(*parse.StringNode); ok {
+						seen[s.Text] = true
+					}
+				}
+			}
+			for _, a := range n.Args {
+				walk(a)
+			}
+		}
+	}
+	walk(t.tree.Root)
+	return slices.Sorted(maps.Keys(seen))
 }

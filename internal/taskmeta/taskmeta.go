@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // EnvURI is the variable ECS sets in every container (platform 1.4.0+, agent 1.39.0+).
@@ -34,18 +35,31 @@ func (t Task) Region() (string, error) {
 	return parts[3], nil
 }
 
-// Get fetches the task metadata from $ECS_CONTAINER_METADATA_URI_V4/task.
+// Timeout bounds a metadata read, whatever client the caller passes: the
+// endpoint is local and answers in milliseconds, and a hung read must not
+// hold start-up or a redeploy until TCP gives up.
+const Timeout = 5 * time.Second
+
+// Get fetches the task metadata from $ECS_CONTAINER_METADATA_URI_V4/task,
+// giving up after Timeout.
 func Get(ctx context.Context, getenv func(string) string, client *http.Client) (Task, error) {
 	base := getenv(EnvURI)
 	if base == "" {
 		return Task{}, ErrNotInTask
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/task", nil)
+	u := strings.TrimSuffix(base, "/") + "/task"
+	noAnswer := fmt.Errorf("task metadata: no answer from %s within %s", u, Timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, Timeout, noAnswer)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return Task{}, fmt.Errorf("task metadata: %w", err)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		if context.Cause(ctx) == noAnswer {
+			return Task{}, noAnswer
+		}
 		return Task{}, fmt.Errorf("task metadata: %w", err)
 	}
 	defer resp.Body.Close()
@@ -54,6 +68,9 @@ func Get(ctx context.Context, getenv func(string) string, client *http.Client) (
 	}
 	var t Task
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&t); err != nil {
+		if context.Cause(ctx) == noAnswer {
+			return Task{}, noAnswer
+		}
 		return Task{}, fmt.Errorf("task metadata: decoding %s: %w", req.URL, err)
 	}
 	return t, nil

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 func TestGet(t *testing.T) {
@@ -39,4 +41,28 @@ func TestGet(t *testing.T) {
 	if _, err := (Task{TaskARN: "task/abc"}).Region(); err == nil || err.Error() != `task metadata: TaskARN "task/abc" is not an ARN` {
 		t.Errorf("Region() error = %v", err)
 	}
+}
+
+// blockingTransport answers nothing until the request is cancelled.
+type blockingTransport struct{}
+
+func (blockingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	<-r.Context().Done()
+	return nil, r.Context().Err()
+}
+
+// TestGetHasADeadline protects start-up and redeploys from a metadata
+// endpoint that never answers: a client without a timeout waited forever.
+func TestGetHasADeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		env := map[string]string{EnvURI: "http://169.254.170.2/v4/abc"}
+		start := time.Now()
+		_, err := Get(context.Background(), func(k string) string { return env[k] }, &http.Client{Transport: blockingTransport{}})
+		if want := "task metadata: no answer from http://169.254.170.2/v4/abc/task within 5s"; err == nil || err.Error() != want {
+			t.Fatalf("error %v, want %s", err, want)
+		}
+		if d := time.Since(start); d != Timeout {
+			t.Errorf("gave up after %s (fake time), want %s", d, Timeout)
+		}
+	})
 }
