@@ -159,6 +159,9 @@ func (d attemptTimeout) add(stack *middleware.Stack) error {
 	if d <= 0 {
 		return nil
 	}
+	if err := stack.Initialize.Add(keepLastAnswer{}, middleware.Before); err != nil {
+		return err
+	}
 	if err := stack.Finalize.Insert(d, "Retry", middleware.After); err != nil {
 		// A stack without the SDK's retry: bound the whole call.
 		return stack.Finalize.Add(d, middleware.Before)
@@ -175,10 +178,46 @@ func (d attemptTimeout) HandleFinalize(ctx context.Context, in middleware.Finali
 	out, md, err := next.HandleFinalize(ctx, in)
 	if err != nil && context.Cause(ctx) == cause {
 		cause.Err = err
-		return out, md, cause
+		err = cause
+	}
+	if last, ok := ctx.Value(lastAnswerKey{}).(*error); ok && err != nil {
+		*last = err
 	}
 	return out, md, err
 }
+
+// keepLastAnswer makes a call that its deadline cut short between retries
+// (throttled, or 5xx, until the start-up deadline) report what AWS last
+// answered, not only that time ran out: that answer is the cause to fix.
+type keepLastAnswer struct{}
+
+type lastAnswerKey struct{}
+
+func (keepLastAnswer) ID() string { return "ecs-secrets-agent/KeepLastAnswer" }
+
+func (keepLastAnswer) HandleInitialize(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (
+	middleware.InitializeOutput, middleware.Metadata, error,
+) {
+	var last error
+	out, md, err := next.HandleInitialize(context.WithValue(ctx, lastAnswerKey{}, &last), in)
+	if err != nil && last != nil && errors.Is(err, context.DeadlineExceeded) && !errors.Is(last, context.DeadlineExceeded) {
+		err = &CutShortError{Err: err, Last: last}
+	}
+	return out, md, err
+}
+
+// CutShortError is a call whose deadline passed while it was retrying;
+// Last is the error of its last attempt (ErrorCode reports Last's AWS code).
+type CutShortError struct {
+	Err  error // the deadline's error
+	Last error
+}
+
+func (e *CutShortError) Error() string {
+	return fmt.Sprintf("%v; the last attempt failed: %v", e.Err, e.Last)
+}
+
+func (e *CutShortError) Unwrap() []error { return []error{e.Last, e.Err} }
 
 // NoAnswerError is an attempt that got no complete answer within its
 // deadline. It is transient: the caller retries later.

@@ -21,7 +21,7 @@ type Error struct {
 	Name   string // configured name
 	Ref    Ref
 	Region string
-	Code   string // AWS error code, or one of ours (ParameterNotFound, KeyNotFound, NotJSONObject, NoCredentials, CredentialsUnavailable, NoAnswer, BadResponse, RequestError, Timeout)
+	Code   string // AWS error code, or one of ours (ParameterNotFound, KeyNotFound, NotJSONObject, NoCredentials, CredentialsUnavailable, NoAnswer, BadResponse, RequestError, Timeout, Canceled)
 	Op     string // the AWS operation it came from: GetParameters, GetSecretValue or DescribeSecret
 	Err    error
 }
@@ -70,7 +70,7 @@ func (e *Error) Missing() bool {
 func (e *Error) Class() Class {
 	switch e.Code {
 	case "ThrottlingException", "TooManyUpdates", "RequestError", "InternalServerError",
-		"InternalFailure", "ServiceUnavailable", "InternalServiceError", "Timeout",
+		"InternalFailure", "ServiceUnavailable", "InternalServiceError", "Timeout", "Canceled",
 		"NoAnswer", "CredentialsUnavailable", "BadResponse":
 		return Transient
 	}
@@ -129,7 +129,9 @@ func (e *Error) Hint() string {
 	case "NotJSONObject":
 		return fmt.Sprintf("the secret is not a JSON object, so key %q cannot be read from it", e.Ref.JSONKey)
 	case "Timeout":
-		return "gave up at the start-up deadline (--timeout) before AWS answered"
+		return "no answer before the deadline (the start-up --timeout, or the refresh cycle's): AWS is slow or unreachable; the agent retries while it runs"
+	case "Canceled":
+		return "stopped before AWS answered: the agent is shutting down"
 	case "RequestError":
 		return fmt.Sprintf("could not reach the %s endpoint in %s (%v): check the network path (NAT gateway or VPC endpoint) and the region", e.Ref.Service, e.Region, networkCause(e.Err))
 	}
@@ -251,7 +253,9 @@ func ErrorCode(err error) string {
 		return ae.ErrorCode()
 	case errors.As(err, &de):
 		return "BadResponse"
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled):
+		return "Canceled"
+	case errors.Is(err, context.DeadlineExceeded):
 		return "Timeout"
 	}
 	// Network failures, and anything else that never reached AWS.

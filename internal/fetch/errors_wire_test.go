@@ -209,3 +209,35 @@ func TestErrorKeepsAWSMessage(t *testing.T) {
 		t.Fatalf("error\n got %v\nwant %s", err, want)
 	}
 }
+
+// A call whose deadline passes while the SDK waits between retries must
+// report what AWS last answered: "Timeout" alone hides the cause to fix.
+func TestDeadlineBetweenRetriesKeepsTheLastAnswer(t *testing.T) {
+	fake := awsfake.New()
+	t.Cleanup(fake.Close)
+	fake.SetenvIsolated(t.Setenv, region, t.TempDir())
+	fake.PutParameter(region, "/p", "s3cr3t-value", true)
+	fake.SetFault(func(string) *awsfake.APIError {
+		return &awsfake.APIError{Status: 400, Code: "ThrottlingException", Message: "Rate exceeded"}
+	})
+	// The agent's own retryer: its backoff, not the test, outlasts the deadline.
+	cfg, err := fetch.LoadAWSConfig(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: region}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = f.Fetch(ctx, []fetch.Request{{Name: "P", Ref: mustParse(t, "/p")}})
+	errs := fetch.Errors(err)
+	var e *fetch.Error
+	if len(errs) != 1 || !errors.As(errs[0], &e) {
+		t.Fatalf("errors %v, want one *fetch.Error", errs)
+	}
+	if e.Code != "ThrottlingException" || e.Class() != fetch.Transient || !errors.Is(e, context.DeadlineExceeded) {
+		t.Errorf("code %s class %s (%v), want ThrottlingException, transient, wrapping the deadline", e.Code, e.Class(), e)
+	}
+	if strings.Contains(e.Error(), "s3cr3t-value") {
+		t.Error("value in the error")
+	}
+}

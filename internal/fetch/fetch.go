@@ -380,7 +380,7 @@ func (c *call) parameter(r Request) (*ssmtypes.Parameter, error) {
 	pr, ok := c.pres[k]
 	switch {
 	case !ok:
-		return nil, newError(r, k.region, "GetParameters", context.Canceled)
+		return nil, newError(r, k.region, "GetParameters", context.DeadlineExceeded)
 	case pr.err != nil:
 		return nil, newError(r, k.region, "GetParameters", pr.err)
 	case pr.p == nil:
@@ -407,7 +407,7 @@ func (c *call) result(r Request) (Result, error) {
 		sr, ok := c.sres[k]
 		switch {
 		case !ok:
-			return Result{}, newError(r, k.region, "GetSecretValue", context.Canceled)
+			return Result{}, newError(r, k.region, "GetSecretValue", context.DeadlineExceeded)
 		case sr.err != nil:
 			return Result{}, newError(r, k.region, "GetSecretValue", sr.err)
 		}
@@ -447,7 +447,7 @@ func (c *call) version(r Request) (string, error) {
 	dr, ok := c.dres[k]
 	switch {
 	case !ok:
-		return "", newError(r, k.region, "DescribeSecret", context.Canceled)
+		return "", newError(r, k.region, "DescribeSecret", context.DeadlineExceeded)
 	case dr.err != nil:
 		return "", newError(r, k.region, "DescribeSecret", dr.err)
 	}
