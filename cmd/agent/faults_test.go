@@ -38,6 +38,7 @@ const (
 type faultProxy struct {
 	mu     sync.Mutex
 	mode   fault
+	held   int // requests hanging now
 	srv    *httptest.Server
 	target *url.URL
 	hung   chan struct{} // closed at cleanup: releases hung requests
@@ -72,6 +73,10 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch p.get() {
 		case faultHang:
+			p.mu.Lock()
+			p.held++
+			p.mu.Unlock()
+			defer func() { p.mu.Lock(); p.held--; p.mu.Unlock() }()
 			select {
 			case <-r.Context().Done():
 			case <-p.hung:
@@ -111,6 +116,12 @@ func (p *faultProxy) set(m fault) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.mode = m
+}
+
+func (p *faultProxy) inFlight() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
 }
 
 func (p *faultProxy) get() fault {
@@ -176,12 +187,12 @@ func TestFaultMatrix(t *testing.T) {
 		creds bool           // the fault hits the credentials endpoint
 		cause *regexp.Regexp // what the log must say
 	}{
-		{faultHang, false, regexp.MustCompile(`Timeout: no answer`)},
+		{faultHang, false, regexp.MustCompile(`(Timeout|NoAnswer): no answer`)},
 		{fault5xx, false, regexp.MustCompile(`ServiceUnavailable`)},
 		{faultThrottle, false, regexp.MustCompile(`ThrottlingException`)},
-		{faultMalformed, false, regexp.MustCompile(`(?i)malformed|could not be parsed|unexpected response`)},
-		{faultDown, true, regexp.MustCompile(`credentials endpoint`)},
-		{fault5xx, true, regexp.MustCompile(`credentials endpoint`)},
+		{faultMalformed, false, regexp.MustCompile(`BadResponse: the ssm endpoint in us-east-1 sent a response that could not be read`)},
+		{faultDown, true, regexp.MustCompile(`CredentialsUnavailable: could not reach the container credentials endpoint`)},
+		{fault5xx, true, regexp.MustCompile(`CredentialsUnavailable: the container credentials endpoint answered 503`)},
 	} {
 		name := string(tc.fault)
 		if tc.creds {
@@ -335,4 +346,36 @@ func TestFaultMatrix(t *testing.T) {
 		s.stop(t)
 		assertNoSecrets(t, "stderr", s.logs(), f.secrets)
 	})
+}
+
+// SIGTERM while init waits on AWS is a stop: the log must not blame AWS or
+// the start-up deadline.
+func TestInitStoppedBySIGTERMSaysSo(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.fake.PutParameter(region, "/a", f.value("a"), true)
+	env, api, _ := faultEnv(t, f)
+	api.set(faultHang)
+	cmd := exec.Command(agentBin, "init", "--output-dir", f.out, "--secret", "A=/a")
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the call is in flight (it hangs at the proxy), then stop.
+	eventually(t, "a call in flight", 30*time.Second, func() bool { return api.inFlight() > 0 })
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit %v, want 1", err)
+	}
+	logs := stderr.String()
+	if !strings.Contains(logs, "stopped before every secret was resolved; nothing was written") {
+		t.Errorf("no stop line:\n%s", logs)
+	}
+	if strings.Contains(logs, "deadline") || strings.Contains(logs, "Timeout") {
+		t.Errorf("a stop was reported as a timeout:\n%s", logs)
+	}
+	assertNoSecrets(t, "stderr", logs, f.secrets)
 }

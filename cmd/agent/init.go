@@ -57,6 +57,12 @@ func resolve(ctx context.Context, s *config.Settings, getenv func(string) string
 		reqs[i] = fetch.Request{Name: sec.Name, Ref: sec.Ref, Optional: sec.Optional}
 	}
 	out, err := f.Fetch(ctx, reqs)
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// SIGTERM, not a failure of AWS or of the start-up deadline.
+		msg := "stopped before every secret was resolved; nothing was written"
+		log.Info(msg)
+		return nil, &exitError{code: exitFailed, msg: msg}
+	}
 	for _, e := range out.Skipped {
 		log.Warn("optional secret skipped: "+e.Error(), e.LogAttrs()...)
 	}

@@ -81,8 +81,13 @@ func LoadAWSConfig(ctx context.Context, obs APIObserver, extra ...func(*config.L
 			t.IdleConnTimeout = idleConnTimeout
 		})),
 		// The SDK gives the credentials client no timeout of its own.
+		// Nor a retryer we want: its own retries inside each API attempt
+		// used up the start-up deadline and left only "Timeout" to report.
+		// The API call's retryer repeats the attempt, credentials included,
+		// and keeps the last answer.
 		config.WithEndpointCredentialOptions(func(o *endpointcreds.Options) {
 			o.HTTPClient = awshttp.NewBuildableClient().WithTimeout(CredentialsTimeout)
+			o.Retryer = aws.NopRetryer{}
 		}),
 	}
 	if obs != nil {

@@ -173,7 +173,7 @@ func (l *Loop) firstRender(ctx context.Context) error {
 // be found. The app may still be starting, so a miss is a warning.
 func (l *Loop) probe() {
 	for i, a := range l.actions {
-		p, ok := a.(interface{ Probe() error })
+		p, ok := a.(action.Prober)
 		if !ok {
 			continue
 		}
