@@ -99,9 +99,8 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 	}
 	app := &appChild{settings: s}
 	fetcher := &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: region}
-	var loop *refresh.Loop
 	redeployer := redeployBuilder(ctx, cfg, getenv, log)
-	loop, err = refresh.New(refresh.Options{
+	loop, err := refresh.New(refresh.Options{
 		Source: fetcher, Settings: s, Status: status.New(s.MaxStale, time.Now), Log: log, Rand: rand.Float64,
 		Actions: func(a []config.Action) ([]action.Action, error) {
 			return action.New(a, action.Options{Child: app, Redeploy: redeployer, Log: log})

@@ -70,13 +70,12 @@ func runSidecar(ctx context.Context, args []string, getenv func(string) string, 
 		log.Error(err.Error())
 		return &exitError{code: exitFailed, msg: err.Error()}
 	}
-	var loop *refresh.Loop
 	redeployer := redeployBuilder(ctx, cfg, getenv, log)
 	newActions := func(a []config.Action) ([]action.Action, error) {
 		return action.New(a, action.Options{Redeploy: redeployer, Log: log})
 	}
 	fetcher := &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: region}
-	loop, err = refresh.New(refresh.Options{
+	loop, err := refresh.New(refresh.Options{
 		Source:   fetcher,
 		Settings: s, Metrics: m, Status: st, Log: log, Rand: rand.Float64, Actions: newActions,
 	})

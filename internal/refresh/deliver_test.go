@@ -504,3 +504,20 @@ func TestOptionalSecretGoneFromAWSLosesItsFile(t *testing.T) {
 		}
 	})
 }
+
+func TestReloadAppliesMaxStale(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, twoSecrets, map[string]string{"A": "a1", "B": "b1"}, 0.5)
+		cfgCh := make(chan *config.Settings)
+		stop := h.running(t, Events{Config: cfgCh})
+		defer stop()
+		cfgCh <- reloadCfg(t, h, strings.Replace(twoSecrets, `"maxStale":"30s"`, `"maxStale":"2m"`, 1))
+		synctest.Wait()
+		h.src.setFault("ServiceUnavailable")
+		advance(time.Minute)
+		ok, detail := h.status.Ready()
+		if !ok || !strings.Contains(detail, "limit 2m0s (within limit)") {
+			t.Errorf("ready=%v detail=%q: a minute stale is within the reloaded 2m limit", ok, detail)
+		}
+	})
+}
