@@ -325,24 +325,27 @@ func TestRunThrottlingGrowsInterval(t *testing.T) {
 	s.stop(t)
 }
 
-func TestRunStartupFailsAfterDeadlineWithClearLines(t *testing.T) {
+// A wrong credentials token (the endpoint answers 401) is permanent, as
+// AccessDenied is: the first render ends at once with the fix, instead of
+// retrying until --timeout. (Transient faults at the first render are in
+// TestFaultMatrix.)
+func TestRunStartupFailsAtOnceOnAPermanentError(t *testing.T) {
 	f := newFixture(t)
 	f.fake.PutParameter(region, "/a", f.value("a"), true)
 	env := withEnv(f.fake.Env(region), "AWS_CONTAINER_AUTHORIZATION_TOKEN", "wrong")
-	s := startSidecar(t, env, "--output-dir", f.out, "--secret", "A=/a", "--timeout", "3s")
-	code, _ := s.get(t, "/readyz")
-	if code != 503 {
-		t.Errorf("/readyz = %d before the first render, want 503", code)
-	}
+	s := startSidecar(t, env, "--output-dir", f.out, "--secret", "A=/a", "--timeout", "1m")
 	select {
 	case <-s.exited:
 	case <-time.After(30 * time.Second):
-		t.Fatal("agent still running long after its start-up deadline")
+		t.Fatal("agent still retrying a permanent error")
 	}
 	if ee, ok := s.exitErr.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Errorf("exit %v, want 1", s.exitErr)
 	}
-	if !strings.Contains(s.logs(), "NoCredentials: no credentials") || !strings.Contains(s.logs(), "no complete first render before the start-up deadline") {
+	if !strings.Contains(s.logs(), "NoCredentials: no credentials") || !strings.Contains(s.logs(), "not retried") {
 		t.Errorf("logs do not say why:\n%s", s.logs())
+	}
+	if strings.Contains(s.logs(), "first render failed; retrying") {
+		t.Errorf("a permanent error was retried:\n%s", s.logs())
 	}
 }

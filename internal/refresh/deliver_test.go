@@ -459,6 +459,7 @@ func TestRepairsBackOffWhileWritesFail(t *testing.T) {
 			}
 			advance(100 * time.Millisecond)
 		}
+		stop() // before reading the loop's state
 		// Without backoff: 40 repairs (one per 250ms). With it: 250ms, 500ms, 1s, 2s, 4s, 8s.
 		if n := h.loop.repairFails; n > 6 {
 			t.Errorf("%d failing repairs in 10s, want at most 6", n)

@@ -200,6 +200,9 @@ func (l *Loop) Run(ctx context.Context, ev Events) error {
 	timer := time.NewTimer(l.sched.First())
 	defer timer.Stop()
 	var repair, retry <-chan time.Time
+	if p := l.pending; p != nil {
+		retry = time.After(l.actionBackoff(max(p.failures, 1)))
+	}
 	for {
 		select {
 		case <-ctx.Done():

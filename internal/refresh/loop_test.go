@@ -162,6 +162,25 @@ type countAction struct{ runs *int }
 func (countAction) Kind() string                               { return "signal" }
 func (a countAction) Run(context.Context, action.Change) error { *a.runs++; return nil }
 
+// lockedBuffer is the loop's log: written by Run's goroutine, read by the
+// test (synctest.Wait orders them in time, not for the race detector).
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 type harness struct {
 	loop   *Loop
 	src    *fakeSource
@@ -169,7 +188,7 @@ type harness struct {
 	reg    *prometheus.Registry
 	out    string
 	runs   int
-	logs   *bytes.Buffer
+	logs   *lockedBuffer
 }
 
 func newHarness(t *testing.T, cfgJSON string, values map[string]string, rnd float64) *harness {
@@ -181,7 +200,7 @@ func newHarness(t *testing.T, cfgJSON string, values map[string]string, rnd floa
 // means one countAction.
 func newHarnessWith(t *testing.T, cfgJSON string, values map[string]string, rnd float64, acts func([]config.Action) ([]action.Action, error)) *harness {
 	t.Helper()
-	h := &harness{src: newSource(values), reg: prometheus.NewRegistry(), out: t.TempDir(), logs: &bytes.Buffer{}}
+	h := &harness{src: newSource(values), reg: prometheus.NewRegistry(), out: t.TempDir(), logs: &lockedBuffer{}}
 	s, err := config.Load(config.Flags{OutputDir: h.out}, func(k string) string {
 		if k == "AGENT_CONFIG" {
 			return cfgJSON

@@ -110,7 +110,11 @@ func runProperty(t *testing.T, seed uint64) {
 			trace = append(trace, "wait")
 		}
 		advance(time.Duration(rnd.IntN(25)) * time.Second)
+		// Checked with Run stopped: the check reads the loop's state.
+		cancel()
+		<-done
 		checkProperties(t, h, rec, seen, hasC, touched, reloaded, trace)
+		start()
 	}
 	// Everything healthy again: the last change must reach every action.
 	for name := range blocked {
@@ -121,6 +125,9 @@ func runProperty(t *testing.T, seed uint64) {
 	rec.setFail(0, false)
 	rec.setFail(1, false)
 	advance(2 * time.Minute)
+	cancel()
+	<-done
+	defer start() // for the deferred stop
 	clear(touched)
 	checkProperties(t, h, rec, seen, hasC, touched, reloaded, append(trace, "heal"))
 	if h.loop.pending != nil || h.loop.undelivered {
