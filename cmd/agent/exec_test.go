@@ -426,3 +426,43 @@ func TestExecShutdownWaitsForTheLoopBeforeClosing(t *testing.T) {
 		stop() // again, as the deferred call does: no hang
 	})
 }
+
+// A config reload that adds a secret restarts the app with it: the restart
+// builds the environment from the reloaded settings, not the first ones.
+func TestExecReloadRestartsTheAppWithTheNewSecret(t *testing.T) {
+	f := newFixture(t)
+	f.fake.PutParameter(region, "/a", f.value("a"), true)
+	vb := f.value("b")
+	f.fake.PutParameter(region, "/b", vb, true)
+	confPath := filepath.Join(t.TempDir(), "agent.json")
+	conf := func(names ...string) {
+		var secrets []secretCfg
+		for _, n := range names {
+			secrets = append(secrets, secretCfg{"name": n, "valueFrom": "/" + strings.ToLower(n)})
+		}
+		b, _ := json.Marshal(secretCfg{"secrets": secrets, "refresh": secretCfg{"interval": "1h"},
+			"onChange": []secretCfg{{"restart": secretCfg{"gracePeriod": "5s"}}}})
+		tmp := confPath + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, confPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf("A")
+	cmd, out, stderr := execAgent(t, append(f.fake.Env(region), "AGENT_TEST_WATCH=B"), "--config", confPath)
+	eventually(t, "app started", 30*time.Second, func() bool { return len(appLines(t, out)) == 1 })
+	if v := appLines(t, out)[0].value; v != "" {
+		t.Fatalf("B = %q before it was configured", v)
+	}
+	conf("A", "B")
+	eventually(t, "a restart", 30*time.Second, func() bool { return len(appLines(t, out)) >= 3 })
+	lines := appLines(t, out)
+	if lines[1].what != "terminated" || lines[2].what != "start" || lines[2].value != vb {
+		t.Errorf("app lines %+v, want terminated, then a start with B set", lines)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	assertNoSecrets(t, "stderr", stderr.String(), f.secrets)
+}

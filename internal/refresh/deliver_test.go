@@ -522,3 +522,27 @@ func TestReloadAppliesMaxStale(t *testing.T) {
 		}
 	})
 }
+
+// probingAction's target is not there yet.
+type probingAction struct{ recAction }
+
+func (probingAction) Probe() error {
+	return errors.New(`no process named "ngnix" (visible: nginx): check the name`)
+}
+
+func TestStartWarnsWhenAnActionsTargetIsMissing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorder(1)
+		h := newHarnessWith(t, twoSecrets, map[string]string{"A": "a1", "B": "b1"}, 0.5,
+			func([]config.Action) ([]action.Action, error) { return []action.Action{probingAction{recAction{rec, 0}}}, nil })
+		if err := h.loop.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(h.logs.String(), `"level":"WARN","msg":"onChange action's target not found yet (the app may still be starting): no process named \"ngnix\" (visible: nginx): check the name","action_index":0`) {
+			t.Errorf("no warning at start: %s", h.logs)
+		}
+		if ok, _ := h.status.Ready(); !ok {
+			t.Error("a missing target made the agent unready at start")
+		}
+	})
+}
