@@ -534,7 +534,9 @@ func TestStartWarnsWhenAnActionsTargetIsMissing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := newRecorder(1)
 		h := newHarnessWith(t, twoSecrets, map[string]string{"A": "a1", "B": "b1"}, 0.5,
-			func([]config.Action) ([]action.Action, error) { return []action.Action{probingAction{recAction{rec, 0}}}, nil })
+			func([]config.Action) ([]action.Action, error) {
+				return []action.Action{probingAction{recAction{rec, 0}}}, nil
+			})
 		if err := h.loop.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
