@@ -21,49 +21,6 @@ import (
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/status"
 )
 
-// startAgentCmd starts cmd, an `agent run … --metrics-addr 127.0.0.1:0`
-// possibly behind a shell that sets limits, and waits for its address, as
-// startSidecar does for a plain one.
-func startAgentCmd(t *testing.T, cmd *exec.Cmd) *sidecar {
-	t.Helper()
-	s := &sidecar{cmd: cmd, exited: make(chan struct{})}
-	pipe, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		re := regexp.MustCompile(`"msg":"serving /metrics, /healthz and /readyz","addr":"([^"]+)"`)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.stderr.WriteString(sc.Text() + "\n")
-			s.mu.Unlock()
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-		s.exitErr = s.cmd.Wait()
-		close(s.exited)
-	}()
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	})
-	select {
-	case s.addr = <-addr:
-	case <-s.exited:
-		t.Fatalf("agent exited before serving: %v\n%s", s.exitErr, s.logs())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("agent did not log its address\n%s", s.logs())
-	}
-	return s
-}
-
 // health runs `agent health --addr ADDR [args…]` and returns its exit code
 // and output, failing the test if a seeded value shows up in it.
 func (f *fixture) health(t *testing.T, addr string, args ...string) result {

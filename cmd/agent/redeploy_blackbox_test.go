@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,43 +16,9 @@ import (
 // startWatcher starts `agent watch` with args, as startSidecar starts run.
 func startWatcher(t *testing.T, env []string, args ...string) *sidecar {
 	t.Helper()
-	s := &sidecar{cmd: exec.Command(agentBin, append([]string{"watch", "--metrics-addr", "127.0.0.1:0"}, args...)...), exited: make(chan struct{})}
-	s.cmd.Env = env
-	pipe, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		re := regexp.MustCompile(`"msg":"serving /metrics, /healthz and /readyz","addr":"([^"]+)"`)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.stderr.WriteString(sc.Text() + "\n")
-			s.mu.Unlock()
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-		s.exitErr = s.cmd.Wait()
-		close(s.exited)
-	}()
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	})
-	select {
-	case s.addr = <-addr:
-	case <-s.exited:
-		t.Fatalf("watcher exited before serving: %v\n%s", s.exitErr, s.logs())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("watcher did not log its address\n%s", s.logs())
-	}
-	return s
+	cmd := exec.Command(agentBin, append([]string{"watch", "--metrics-addr", "127.0.0.1:0"}, args...)...)
+	cmd.Env = env
+	return startAgentCmd(t, cmd)
 }
 
 // settled counts the log lines in which an actor finished with a change:

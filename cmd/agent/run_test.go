@@ -59,8 +59,17 @@ func (s *sidecar) logs() string {
 // startSidecar starts the agent and waits for its metrics address.
 func startSidecar(t *testing.T, env []string, args ...string) *sidecar {
 	t.Helper()
-	s := &sidecar{cmd: exec.Command(agentBin, append([]string{"run", "--metrics-addr", "127.0.0.1:0"}, args...)...), exited: make(chan struct{})}
-	s.cmd.Env = env
+	cmd := exec.Command(agentBin, append([]string{"run", "--metrics-addr", "127.0.0.1:0"}, args...)...)
+	cmd.Env = env
+	return startAgentCmd(t, cmd)
+}
+
+// startAgentCmd starts cmd, a long-running agent command (run or watch)
+// with --metrics-addr 127.0.0.1:0, possibly behind a shell that sets limits,
+// and waits until it logs the address it serves on.
+func startAgentCmd(t *testing.T, cmd *exec.Cmd) *sidecar {
+	t.Helper()
+	s := &sidecar{cmd: cmd, exited: make(chan struct{})}
 	pipe, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
