@@ -423,22 +423,5 @@ func gapsOf(ts []time.Duration) []time.Duration {
 // secretMetric is the value of the gauge or counter name{name=secretName}.
 func secretMetric(t *testing.T, g prometheus.Gatherer, name, secretName string) float64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "name" && l.GetValue() == secretName {
-					return m.GetGauge().GetValue() + m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no %s{name=%q}", name, secretName)
-	return 0
+	return metricValue(t, g, name, "name", secretName)
 }
