@@ -326,8 +326,10 @@ func (l *Loop) deliver(ctx context.Context, reason string, filesAreChange bool) 
 		clear(l.changed)
 		l.undelivered = false
 		l.supersede(names)
+		// A change still pending otherwise waits for its retry timer:
+		// cycles and repairs must not shorten its backoff.
+		l.runPending(ctx)
 	}
-	l.runPending(ctx)
 }
 
 // supersede makes the newest rendered state the pending change: every
