@@ -97,7 +97,7 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 		log.Error(err.Error())
 		return &exitError{code: exitFailed, msg: err.Error()}
 	}
-	app := &appChild{settings: s}
+	app := &appChild{}
 	fetcher := &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: region}
 	redeployer := redeployBuilder(ctx, cfg, getenv, log)
 	loop, err := refresh.New(refresh.Options{
@@ -111,7 +111,6 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
 	defer loop.Close()
-	app.loop = loop
 	if err := loop.Start(startCtx); err != nil {
 		log.Error(err.Error() + "; the command was not started")
 		return &exitError{code: exitFailed, msg: err.Error()}
@@ -175,9 +174,7 @@ func goRun(ctx context.Context, loop interface {
 
 // appChild is the app as the restart and signal actions see it.
 type appChild struct {
-	settings *config.Settings
-	loop     *refresh.Loop
-	sup      *child.Supervisor
+	sup *child.Supervisor
 }
 
 func (a *appChild) Signal(sig os.Signal) error { return a.sup.Signal(sig) }

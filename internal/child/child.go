@@ -29,13 +29,17 @@ type Supervisor struct {
 	path string
 	args []string
 
-	mu          sync.Mutex
-	proc        *os.Process
-	restarting  bool
-	lastRestart time.Time
-	minGap      time.Duration
-	log         *slog.Logger
-	now         func() time.Time // time.Now; tests fix it
+	mu         sync.Mutex
+	proc       *os.Process
+	restarting bool
+	// ended: the app exited on its own (Exited has its code); stopping: a
+	// terminating signal was forwarded to it. A restart then would bring
+	// up an app that nothing stops.
+	ended, stopping bool
+	lastRestart     time.Time
+	minGap          time.Duration
+	log             *slog.Logger
+	now             func() time.Time // time.Now; tests fix it
 
 	exited  chan int // the exit code of a child that ended on its own
 	reaped  chan reap
@@ -127,6 +131,10 @@ func (s *Supervisor) Restart(ctx context.Context, env []string, grace time.Durat
 		}
 	}
 	s.mu.Lock()
+	if s.ended || s.stopping {
+		s.mu.Unlock()
+		return ErrNotRunning
+	}
 	s.restarting = true
 	old := s.proc
 	s.mu.Unlock()
@@ -158,6 +166,10 @@ func (s *Supervisor) Restart(ctx context.Context, env []string, grace time.Durat
 	s.log.Info(fmt.Sprintf("restarted the app: pid %d → %d", old.Pid, pid), "old_pid", old.Pid, "pid", pid)
 	return nil
 }
+
+// ErrNotRunning is a restart refused because the app exited or is being
+// stopped.
+var ErrNotRunning = errors.New("the app has exited or is stopping: not restarting it")
 
 // waitFor returns a channel closed when pid has been reaped.
 func (s *Supervisor) waitFor(pid int) <-chan struct{} {
@@ -200,6 +212,9 @@ func (s *Supervisor) reapLoop() {
 		s.mu.Lock()
 		current := s.proc != nil && pid == s.proc.Pid
 		restarting := s.restarting
+		if current && !restarting {
+			s.ended = true // decided under the lock Restart checks
+		}
 		s.mu.Unlock()
 		if !current {
 			continue // an orphan, now reaped
@@ -217,6 +232,11 @@ func (s *Supervisor) forwardLoop() {
 	for {
 		select {
 		case sig := <-s.sigs:
+			if sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGQUIT {
+				s.mu.Lock()
+				s.stopping = true
+				s.mu.Unlock()
+			}
 			_ = s.Signal(sig)
 		case <-s.stop:
 			return

@@ -101,3 +101,47 @@ func TestRestartIsLogged(t *testing.T) {
 		t.Fatal("the app did not exit on SIGKILL")
 	}
 }
+
+// An app that exited on its own, or that was sent SIGTERM, is not
+// restarted: the restart would wait forever for a child nobody reaps (the
+// agent, PID 1, then never exits), or bring up an app that nothing stops.
+func TestNoRestartOnceTheAppExitedOrIsStopping(t *testing.T) {
+	env := append(os.Environ(), "CHILD_TEST_HELPER=1")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, how := range []string{"exited", "stopping"} {
+		s, err := Start(os.Args[0], []string{"-test.run=^TestHelperProcess$"}, env, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch how {
+		case "exited":
+			if err := s.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-s.Exited():
+			case <-ctx.Done():
+				t.Fatal("no exit")
+			}
+		case "stopping":
+			s.sigs <- syscall.SIGTERM // what ECS's SIGTERM to the agent becomes
+			select {
+			case <-s.Exited():
+			case <-ctx.Done():
+				t.Fatal("no exit")
+			}
+		}
+		res := make(chan error, 1)
+		go func() { res <- s.Restart(ctx, env, 100*time.Millisecond) }()
+		select {
+		case err := <-res:
+			if !errors.Is(err, ErrNotRunning) {
+				t.Errorf("%s: Restart = %v, want ErrNotRunning", how, err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: Restart hangs", how)
+		}
+		s.Close()
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/action"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/render"
 )
 
 // recorder backs recActions: it keeps every change each action index was
@@ -203,7 +204,7 @@ func TestFailedActionIsRetriedWithBackoffUntilItSucceeds(t *testing.T) {
 		if n, m := rec.count(0), rec.count(1); n != 4 || m != 1 {
 			t.Fatalf("failing action ran %d times, succeeding one %d; want 4 and 1", n, m)
 		}
-		if ok, detail := h.status.Ready(); !ok || !strings.Contains(detail, "onChange[0] http: reload URL answered 500") {
+		if ok, detail := h.status.Ready(); !ok || !strings.Contains(detail, "change not delivered: onChange[0] http failing (the log has why)") {
 			t.Errorf("ready=%v detail=%q: want the failing action listed, within its limit", ok, detail)
 		}
 		if got := metricValue(t, h.reg, "ecs_secrets_agent_change_pending"); got != 1 {
@@ -545,6 +546,196 @@ func TestStartWarnsWhenAnActionsTargetIsMissing(t *testing.T) {
 		}
 		if ok, _ := h.status.Ready(); !ok {
 			t.Error("a missing target made the agent unready at start")
+		}
+	})
+}
+
+// byConfig makes one recAction per configured action, so a reload can
+// change their number.
+func (r *recorder) byConfig(a []config.Action) ([]action.Action, error) {
+	acts := make([]action.Action, len(a))
+	for i := range acts {
+		acts[i] = recAction{r, i}
+	}
+	return acts, nil
+}
+
+const (
+	cfgTwoActs = `{"secrets":[{"name":"A","valueFrom":"/a"},{"name":"B","valueFrom":"/b"}],"envFile":"all.env","refresh":{"interval":"10s","jitter":"2s","maxStale":"30s"},"onChange":[{"http":{"url":"http://127.0.0.1:1/a"}},{"http":{"url":"http://127.0.0.1:1/b"}}]}`
+	cfgOneAct  = `{"secrets":[{"name":"A","valueFrom":"/a"},{"name":"B","valueFrom":"/b"}],"envFile":"all.env","refresh":{"interval":"10s","jitter":"2s","maxStale":"30s"},"onChange":[{"http":{"url":"http://127.0.0.1:1/a"}}]}`
+)
+
+// A pending change keeps the actions it was rendered with: a reload that
+// drops an action while the render fails must not leave the retry pointing
+// past the new list (it panicked: index out of range).
+func TestPendingChangeKeepsItsActionsAcrossAReload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorder(2)
+		rec.setFail(1, true)
+		h := newHarnessWith(t, cfgTwoActs, map[string]string{"A": "a1", "B": "b1"}, 0.5, rec.byConfig)
+		cfgCh := make(chan *config.Settings)
+		stop := h.running(t, Events{Config: cfgCh})
+		defer stop()
+		h.src.rotate("A", "a2")
+		advance(5*time.Second + 500*time.Millisecond) // action 1 fails at 5s; retry due at 6s
+		h.block(t, "B")
+		h.src.rotate("B", "b2")
+		cfgCh <- reloadCfg(t, h, cfgOneAct) // its render fails: B is blocked
+		synctest.Wait()
+		advance(2 * time.Second) // the retry fires on the pending change
+		h.unblock(t, "B")
+		rec.setFail(1, false)
+		advance(time.Minute)
+		if h.file(t, "B") != "b2" {
+			t.Fatalf("B = %q", h.file(t, "B"))
+		}
+		if c := rec.last(0); string(c.Values["B"].Value.Bytes()) != "b2" || len(c.Settings.OnChange) != 1 {
+			t.Errorf("the newest change ran with B=%q and %d actions configured; want b2 and the reloaded 1", c.Values["B"].Value.Bytes(), len(c.Settings.OnChange))
+		}
+	})
+}
+
+// A reload that changes a secret's reference while AWS fails keeps the
+// last good value and its files, stale, as any failed refresh does.
+func TestReloadedReferenceThatCannotBeFetchedKeepsTheFile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorder(1)
+		h := newHarnessWith(t, cfgOneAct, map[string]string{"A": "a1", "B": "b1"}, 0.5, rec.byConfig)
+		cfgCh := make(chan *config.Settings)
+		stop := h.running(t, Events{Config: cfgCh})
+		defer stop()
+		h.src.setFault("InternalServerError")
+		cfgCh <- reloadCfg(t, h, strings.Replace(cfgOneAct, `"/a"`, `"/a2"`, 1))
+		synctest.Wait()
+		if got := h.file(t, "A"); got != "a1" {
+			t.Errorf("A = %q, want the last good a1", got)
+		}
+		if got := h.file(t, "all.env"); got != "A='a1'\nB='b1'\n" {
+			t.Errorf("env file %q", got)
+		}
+		if n := rec.count(0); n != 0 {
+			t.Errorf("%d actions for a reload whose new value could not be read", n)
+		}
+		if got := secretMetric(t, h.reg, "ecs_secrets_agent_secret_stale", "A"); got != 1 {
+			t.Errorf("stale{A} = %v, want 1", got)
+		}
+	})
+}
+
+// A reload that adds a secret AWS cannot give yet changes nothing, so no
+// action runs; the secret arrives, and acts, when AWS answers.
+func TestReloadAddingASecretThatCannotBeFetchedActsOnlyWhenItArrives(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorder(1)
+		h := newHarnessWith(t, cfgOneAct, map[string]string{"A": "a1", "B": "b1", "C": "c1"}, 0.5, rec.byConfig)
+		cfgCh := make(chan *config.Settings)
+		stop := h.running(t, Events{Config: cfgCh})
+		defer stop()
+		h.src.setFault("InternalServerError")
+		cfgCh <- reloadCfg(t, h, strings.Replace(cfgOneAct, `{"name":"B","valueFrom":"/b"}]`, `{"name":"B","valueFrom":"/b"},{"name":"C","valueFrom":"/c"}]`, 1))
+		synctest.Wait()
+		if n := rec.count(0); n != 0 {
+			t.Errorf("%d actions before C could be read", n)
+		}
+		h.src.setFault("")
+		advance(12 * time.Second)
+		if n := rec.count(0); n != 1 || h.file(t, "C") != "c1" || !slices.Equal(rec.last(0).Changed, []string{"C"}) {
+			t.Errorf("%d actions, C=%q once AWS answered; want 1 on changed [C]", n, h.file(t, "C"))
+		}
+	})
+}
+
+// A secret removed by a reload loses its file even when the new
+// configuration cannot render (here: an expand secret that is not JSON).
+func TestReloadRemovesAFileEvenWhenTheRenderFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := `{"secrets":[{"name":"A","valueFrom":"/a"},{"name":"B","valueFrom":"/b","expand":true}],"refresh":{"interval":"10s","maxStale":"30s"}}`
+		h := newHarness(t, cfg, map[string]string{"A": "a1", "B": `{"k":"v"}`}, 0.5)
+		cfgCh := make(chan *config.Settings)
+		stop := h.running(t, Events{Config: cfgCh})
+		defer stop()
+		h.src.rotate("B", "not json")
+		advance(6 * time.Second) // the render fails from now on
+		cfgCh <- reloadCfg(t, h, `{"secrets":[{"name":"B","valueFrom":"/b","expand":true}],"refresh":{"interval":"10s","maxStale":"30s"}}`)
+		synctest.Wait()
+		if _, err := os.Stat(filepath.Join(h.out, "A")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("removed secret A still readable while the render fails: %v", err)
+		}
+	})
+}
+
+// A file that cannot be removed is reported on its own; it does not hold
+// back the delivery of the changes that were written.
+func TestUnremovableFileDoesNotBlockDelivery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorder(1)
+		h := newHarnessWith(t, cfgOneAct, map[string]string{"A": "a1", "B": "b1"}, 0.5, rec.byConfig)
+		cfgCh := make(chan *config.Settings)
+		stop := h.running(t, Events{Config: cfgCh})
+		defer stop()
+		h.block(t, "A") // a non-empty directory where A's file was
+		cfgCh <- reloadCfg(t, h, strings.Replace(cfgOneAct, `{"name":"A","valueFrom":"/a"},`, ``, 1))
+		synctest.Wait()
+		before := rec.count(0)
+		h.src.rotate("B", "b2")
+		advance(20 * time.Second)
+		if h.file(t, "B") != "b2" || rec.count(0) != before+1 {
+			t.Errorf("B=%q, %d actions after the rotation (was %d): the change must be delivered", h.file(t, "B"), rec.count(0), before)
+		}
+		if got := metricValue(t, h.reg, "ecs_secrets_agent_render_failing"); got != 0 {
+			t.Errorf("render_failing = %v: the files hold the latest values", got)
+		}
+		if _, detail := h.status.Ready(); !strings.Contains(detail, "files no longer configured are still readable") {
+			t.Errorf("/readyz detail %q does not report the file left behind", detail)
+		}
+	})
+}
+
+// In exec mode a reload that only changes the environment's shape (expand
+// toggled) is a change: the child must restart with the new variables.
+func TestExecReloadChangingOnlyTheEnvironmentActs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorder(1)
+		cfg := `{"secrets":[{"name":"A","valueFrom":"/a"}],"refresh":{"interval":"10s","maxStale":"30s"},"onChange":[{"http":{"url":"http://127.0.0.1:1/a"}}]}`
+		h := newHarnessWith(t, cfg, map[string]string{"A": `{"k":"v"}`}, 0.5, rec.byConfig)
+		h.loop.settings.OutputDir = ""
+		cfgCh := make(chan *config.Settings)
+		stop := h.running(t, Events{Config: cfgCh})
+		defer stop()
+		ns := reloadCfg(t, h, strings.Replace(cfg, `"/a"}`, `"/a","expand":true}`, 1))
+		ns.OutputDir = ""
+		cfgCh <- ns
+		synctest.Wait()
+		if n := rec.count(0); n != 1 || !rec.last(0).Settings.Secrets[0].Expand {
+			t.Errorf("%d actions after expand was turned on in exec mode; want 1 with the new settings", n)
+		}
+	})
+}
+
+// A reload to an output directory that another agent holds fails its
+// render visibly; the loop goes on polling instead of waiting for the lock.
+func TestReloadToALockedDirectoryKeepsTheLoopRunning(t *testing.T) {
+	other := t.TempDir()
+	held, err := render.OpenDir(context.Background(), other, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, twoSecrets, map[string]string{"A": "a1", "B": "b1"}, 0.5)
+		cfgCh := make(chan *config.Settings)
+		stop := h.running(t, Events{Config: cfgCh})
+		defer stop()
+		ns := reloadCfg(t, h, twoSecrets)
+		ns.OutputDir = other
+		cfgCh <- ns
+		before := h.src.pollCount()
+		advance(time.Minute)
+		if n := h.src.pollCount() - before; n < 4 {
+			t.Errorf("%d polls in the minute after the reload; the loop waited on the lock", n)
+		}
+		if got := metricValue(t, h.reg, "ecs_secrets_agent_render_failing"); got != 1 {
+			t.Errorf("render_failing = %v, want 1", got)
 		}
 	})
 }

@@ -58,6 +58,7 @@ type Loop struct {
 	undelivered bool            // a change (values or configuration) not yet rendered
 	renderErr   string          // why the files miss the newest values; "" when they hold them
 	renderSince time.Time
+	removeErr   string // why files no longer configured are still there
 	pending     *pending
 	retryIn     time.Duration // set when a pending action failed: when to retry
 	repairFails int
@@ -66,8 +67,9 @@ type Loop struct {
 // pending is a rendered change whose actions have not all succeeded.
 type pending struct {
 	change   action.Change
-	todo     []int // indexes into Loop.actions still to succeed, in order
-	failures int   // consecutive failed attempts
+	acts     []action.Action // the actions of the configuration it was rendered with
+	todo     []int           // indexes into acts still to succeed, in order
+	failures int             // consecutive failed attempts
 	since    time.Time
 }
 
@@ -348,7 +350,8 @@ func (l *Loop) supersede(names []string) {
 		p.change, p.since = c, old.since
 		l.log.Info("a newer change supersedes the one still being delivered; running every action on the newer one")
 	}
-	for i := range l.actions {
+	p.acts = l.actions
+	for i := range p.acts {
 		p.todo = append(p.todo, i)
 	}
 	l.pending = p
@@ -363,9 +366,9 @@ func (l *Loop) runPending(ctx context.Context) {
 		return
 	}
 	var failed []int
-	var reasons []string
+	var reasons, failing []string
 	for _, i := range p.todo {
-		a := l.actions[i]
+		a := p.acts[i]
 		err := a.Run(ctx, p.change)
 		if ctx.Err() != nil {
 			return // stopping: not the action's failure
@@ -374,6 +377,7 @@ func (l *Loop) runPending(ctx context.Context) {
 			l.metrics.Action(a.Kind(), "failure")
 			failed = append(failed, i)
 			reasons = append(reasons, fmt.Sprintf("onChange[%d] %s: %v", i, a.Kind(), err))
+			failing = append(failing, fmt.Sprintf("onChange[%d] %s", i, a.Kind()))
 			continue
 		}
 		l.metrics.Action(a.Kind(), "success")
@@ -391,10 +395,12 @@ func (l *Loop) runPending(ctx context.Context) {
 	p.failures++
 	l.retryIn = l.actionBackoff(p.failures)
 	for k, i := range failed {
-		l.log.Error("onChange action failed; retrying", "action_index", i, "kind", l.actions[i].Kind(),
+		l.log.Error("onChange action failed; retrying", "action_index", i, "kind", p.acts[i].Kind(),
 			"attempt", p.failures, "retry_in", l.retryIn.String(), "error", reasons[k])
 	}
-	l.status.Problem("actions", "change not delivered: "+strings.Join(reasons, "; "), p.since)
+	// Not the errors themselves: /readyz is reachable from outside the
+	// task, and an HTTP action's error quotes the app's reply.
+	l.status.Problem("actions", "change not delivered: "+strings.Join(failing, ", ")+" failing (the log has why)", p.since)
 	l.updatePending()
 }
 
@@ -422,6 +428,32 @@ func (l *Loop) apply(ctx context.Context, s *config.Settings) bool {
 		l.log.Error("reloaded configuration rejected; keeping the old one: " + err.Error())
 		return false
 	}
+	// Fetched before anything is dropped: a secret whose reference changed
+	// keeps its last good value, stale, if the new one cannot be read yet,
+	// as in any refresh.
+	var missing []fetch.Request
+	for _, r := range requests(s) {
+		if prev, ok := findSecret(old, r.Name); !ok || prev.Ref != r.Ref {
+			missing = append(missing, r)
+		}
+	}
+	var out fetch.Outcome
+	var ferr error
+	if len(missing) > 0 {
+		cctx, cancel := context.WithTimeout(ctx, cycleTimeout(s.Interval))
+		out, ferr = l.src.Fetch(cctx, missing)
+		cancel()
+		if ctx.Err() != nil {
+			return false // stopping
+		}
+	}
+	var removed []string
+	for _, sec := range old.Secrets {
+		if _, still := findSecret(s, sec.Name); !still {
+			removed = append(removed, sec.Name)
+		}
+	}
+	oldEnv, oldEnvErr := plan.Env(old, l.have)
 	if s.OutputDir != old.OutputDir && l.dir != nil {
 		// The files in the old directory are no longer kept fresh: remove
 		// them rather than leave stale copies readable.
@@ -430,48 +462,61 @@ func (l *Loop) apply(ctx context.Context, s *config.Settings) bool {
 		}
 		_ = l.dir.Close()
 		l.dir, l.written = nil, nil
+	} else {
+		// Now, whatever the new configuration's render does.
+		l.removeFilesOf(old, removed)
 	}
 	l.settings, l.actions = s, acts
 	l.sched = newSchedule(s, l.rand)
 	l.status.SetMaxStale(s.MaxStale)
-
-	keep := map[string]bool{}
-	var missing []fetch.Request
-	for _, r := range requests(s) {
-		if prev, ok := findSecret(old, r.Name); ok && prev.Ref == r.Ref {
-			keep[r.Name] = true
-			continue
-		}
-		missing = append(missing, r)
+	for _, name := range removed {
+		delete(l.have, name)
+		delete(l.staleSince, name)
+		delete(l.changed, name)
+		l.status.Forget(name)
+		l.metrics.ForgetSecret(name)
 	}
-	removed := 0
-	for name := range l.have {
-		if !keep[name] {
-			delete(l.have, name)
-		}
-	}
-	for _, sec := range old.Secrets {
-		if _, still := findSecret(s, sec.Name); !still {
-			removed++
-			delete(l.staleSince, sec.Name)
-			delete(l.changed, sec.Name)
-			l.status.Forget(sec.Name)
-			l.metrics.ForgetSecret(sec.Name)
-		}
-	}
-	l.log.Info("configuration reloaded", "secrets", len(s.Secrets), "new_or_changed", len(missing), "removed", removed)
-	if len(missing) > 0 {
-		out, err := l.src.Fetch(ctx, missing)
-		l.take(out)
-		l.track(missing, failures(err))
-	}
-	if removed > 0 || len(missing) > 0 || l.pending != nil {
-		// Actions and settings changed under a pending change: it is
-		// delivered anew with the new ones.
+	l.log.Info("configuration reloaded", "secrets", len(s.Secrets), "new_or_changed", len(missing), "removed", len(removed))
+	l.take(out)
+	l.track(missing, failures(ferr))
+	newEnv, newEnvErr := plan.Env(s, l.have)
+	envChanged := s.OutputDir == "" && (oldEnvErr != nil || newEnvErr != nil || !slices.Equal(oldEnv, newEnv))
+	if len(removed) > 0 || envChanged || l.pending != nil {
+		// A pending change is delivered anew, with the new settings.
 		l.undelivered = true
 	}
 	l.deliver(ctx, "change", true)
 	return true
+}
+
+// removeFilesOf removes the files that names alone wrote under old (their
+// own files, not the shared env, JSON or template files, which the next
+// render rewrites): a removed secret must not stay readable because the
+// new configuration fails to render.
+func (l *Loop) removeFilesOf(old *config.Settings, names []string) {
+	if l.dir == nil || len(names) == 0 {
+		return
+	}
+	only := *old
+	only.Secrets = slices.DeleteFunc(slices.Clone(old.Secrets), func(sec config.Secret) bool { return !slices.Contains(names, sec.Name) })
+	only.EnvFile, only.JSONFile, only.Templates = "", "", nil
+	files, err := plan.Files(&only, l.have)
+	if err != nil {
+		return // the render's own pass removes what it no longer plans
+	}
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, f.Path)
+	}
+	n, err := l.dir.Remove(paths)
+	if n > 0 {
+		l.log.Info("removed the files of secrets no longer configured", "files", n)
+	}
+	if err == nil {
+		for _, p := range paths {
+			delete(l.written, p)
+		}
+	} // else the render's pass tries again, and reports it
 }
 
 // Values returns the last good value of each secret (exec mode builds the
@@ -530,7 +575,18 @@ func (l *Loop) write(ctx context.Context, reason string) (int, error) {
 		waiting := func(holder string) {
 			l.log.Warn("waiting for the output directory: another agent holds its lock", "output_dir", dir, "holder", holder)
 		}
-		if l.dir, err = render.OpenDir(ctx, dir, waiting); err != nil {
+		// Start waits for another agent's lock up to the start-up
+		// deadline; the running loop must not wait at all (a reload to a
+		// directory another agent holds would stop every refresh), so it
+		// fails this render visibly and tries again later.
+		octx, cancel := ctx, context.CancelFunc(func() {})
+		if _, ok := ctx.Deadline(); !ok {
+			octx, cancel = context.WithTimeout(ctx, openWait)
+		}
+		l.dir, err = render.OpenDir(octx, dir, waiting)
+		cancel()
+		if err != nil {
+			l.dir = nil
 			return 0, err
 		}
 	}
@@ -558,13 +614,29 @@ func (l *Loop) write(ctx context.Context, reason string) (int, error) {
 	n, werr := l.dir.WriteAll(files)
 	l.metrics.FilesWritten(reason, n)
 	l.written = planned
-	if rerr != nil {
+	// A file that cannot be removed is its own problem, not a failed
+	// render: the files in place hold the latest values, and the change
+	// they carry is delivered.
+	switch {
+	case rerr != nil:
 		for _, p := range gone {
 			l.written[p] = true // try again next time
 		}
+		if l.removeErr == "" {
+			l.log.Error("cannot remove files no longer configured: " + rerr.Error())
+			l.status.Problem("remove", "files no longer configured are still readable: "+rerr.Error(), l.now())
+		}
+		l.removeErr = rerr.Error()
+	case l.removeErr != "":
+		l.removeErr = ""
+		l.status.Resolved("remove")
 	}
-	return n + removed, errors.Join(rerr, werr)
+	return n + removed, werr
 }
+
+// openWait bounds how long the running loop waits for the output
+// directory's lock.
+const openWait = 2 * time.Second
 
 // account logs and records a Fetch's skipped and failed secrets (first render).
 func (l *Loop) account(out fetch.Outcome, err error) {

@@ -53,6 +53,12 @@ func (s *fakeSource) rotate(name, value string) {
 	s.version[name]++
 }
 
+func (s *fakeSource) pollCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.polls)
+}
+
 func (s *fakeSource) setFault(code string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
