@@ -2,6 +2,7 @@ package redeploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -79,7 +80,11 @@ func NewBuilder(ctx context.Context, o BuilderOptions) func(config.RedeployActio
 		defer cancel()
 		t, err := taskmeta.Get(mctx, o.Getenv, o.HTTP)
 		if err != nil {
-			return taskmeta.Task{}, "", fmt.Errorf("needs the task metadata endpoint: %w", err)
+			err = fmt.Errorf("needs the task metadata endpoint: %w", err)
+			if !errors.Is(err, taskmeta.ErrNotInTask) {
+				err = &metadataError{err}
+			}
+			return taskmeta.Task{}, "", err
 		}
 		r := o.Getenv("AWS_REGION")
 		if r == "" {
@@ -94,24 +99,17 @@ func NewBuilder(ctx context.Context, o BuilderOptions) func(config.RedeployActio
 		return t, r, nil
 	}
 	return func(c config.RedeployAction) (action.Action, error) {
-		t, region, err := identity()
-		if err != nil {
-			return nil, err
-		}
-		cluster, service := c.Cluster, c.Service
-		if cluster == "" {
-			cluster = t.Cluster
-		}
-		if service == "" {
-			service = t.ServiceName
-		}
 		log := o.Log.With("component", "redeploy")
-		r, err := New(Options{
-			SSM: o.SSM(region), ECS: o.ECS(region),
-			Cluster: cluster, Service: service, Owner: t.TaskARN,
-			TakeoverAfter: o.TakeoverAfter, MaxWait: o.MaxWait,
-			Now: o.Now, Log: log,
-		})
+		build := func() (*Redeployer, error) { return o.redeployer(c, identity, log) }
+		r, err := build()
+		var transient *metadataError
+		if errors.As(err, &transient) {
+			// The endpoint failed, not the configuration: ask again when
+			// acting (a failed Run is retried), rather than end the agent
+			// as if its configuration were wrong.
+			log.Warn("the task metadata endpoint failed; the redeploy action asks again when it acts", "error", err.Error())
+			return &Action{build: build, started: started, now: o.Now, log: log}, nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -119,12 +117,41 @@ func NewBuilder(ctx context.Context, o BuilderOptions) func(config.RedeployActio
 	}
 }
 
+// metadataError is a task metadata endpoint that did not answer well; not
+// running in a task at all is not one.
+type metadataError struct{ err error }
+
+func (e *metadataError) Error() string { return e.err.Error() }
+func (e *metadataError) Unwrap() error { return e.err }
+
+// redeployer builds the Redeployer of c from the task's identity.
+func (o BuilderOptions) redeployer(c config.RedeployAction, identity func() (taskmeta.Task, string, error), log *slog.Logger) (*Redeployer, error) {
+	t, region, err := identity()
+	if err != nil {
+		return nil, err
+	}
+	cluster, service := c.Cluster, c.Service
+	if cluster == "" {
+		cluster = t.Cluster
+	}
+	if service == "" {
+		service = t.ServiceName
+	}
+	return New(Options{
+		SSM: o.SSM(region), ECS: o.ECS(region),
+		Cluster: cluster, Service: service, Owner: t.TaskARN,
+		TakeoverAfter: o.TakeoverAfter, MaxWait: o.MaxWait,
+		Now: o.Now, Log: log,
+	})
+}
+
 // Action is the in-task redeploy action. Run returns when the change is
 // known to be covered by a deployment (nil) or not yet (an error: the
 // refresh loop retries it), at most about MaxWait plus the holder's budget.
 type Action struct {
 	r       *Redeployer
-	started time.Time // when this agent started
+	build   func() (*Redeployer, error) // when r is nil: the metadata endpoint failed at build
+	started time.Time                   // when this agent started
 	now     func() time.Time
 	log     *slog.Logger
 }
@@ -145,6 +172,13 @@ func (a *Action) Run(ctx context.Context, c action.Change) error {
 		// stage or a Parameter Store label moved to it): its creation
 		// dates nothing, and the deployments since may hold the other value.
 		at = a.now()
+	}
+	if a.r == nil {
+		r, err := a.build()
+		if err != nil {
+			return err
+		}
+		a.r = r
 	}
 	o, err := a.r.Ensure(ctx, at)
 	if err != nil {

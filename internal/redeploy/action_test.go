@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,5 +159,55 @@ func TestRedeployVersionThatCameBack(t *testing.T) {
 	}
 	if n := e.fake.Calls("UpdateService"); n != 1 {
 		t.Errorf("UpdateService called %d times, want 1", n)
+	}
+}
+
+// TestRedeployBuildSurvivesAFailingMetadataEndpoint: a metadata endpoint
+// that answers 500 at start is not a configuration error (the agent exited
+// 2 on it); the action asks again when it acts, and deploys once it answers.
+func TestRedeployBuildSurvivesAFailingMetadataEndpoint(t *testing.T) {
+	e := newActionEnv(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	good := e.getenv(taskmeta.EnvURI)
+	meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "agent restarting", http.StatusInternalServerError)
+			return
+		}
+		http.Redirect(w, r, good, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(meta.Close)
+	getenv := func(k string) string {
+		if k == taskmeta.EnvURI {
+			return meta.URL + "/v4"
+		}
+		return e.getenv(k)
+	}
+	a, err := redeploy.NewBuilder(t.Context(), redeploy.BuilderOptions{AWS: e.cfg, Getenv: getenv, MaxWait: time.Second})(config.RedeployAction{})
+	if err != nil {
+		t.Fatalf("build with the metadata endpoint failing: %v, want an action that asks again", err)
+	}
+	nextMillisecond()
+	c := change()
+	if err := a.Run(t.Context(), c); err == nil || !strings.Contains(err.Error(), "500") {
+		t.Fatalf("Run while the endpoint fails = %v, want its 500", err)
+	}
+	failing.Store(false)
+	if err := a.Run(t.Context(), c); err != nil {
+		t.Fatalf("Run once the endpoint answers: %v", err)
+	}
+	if d := e.fake.Deployments(taskRegion, "prod", "web"); len(d) != 2 {
+		t.Errorf("%d deployments, want 2 (the service's first and ours)", len(d))
+	}
+	// Not in a task at all is still a configuration error, at once.
+	noTask := func(k string) string {
+		if k == taskmeta.EnvURI {
+			return ""
+		}
+		return e.getenv(k)
+	}
+	if _, err := redeploy.NewBuilder(t.Context(), redeploy.BuilderOptions{AWS: e.cfg, Getenv: noTask})(config.RedeployAction{}); err == nil {
+		t.Error("built a redeploy action outside any task")
 	}
 }
