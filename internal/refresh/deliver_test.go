@@ -739,3 +739,26 @@ func TestReloadToALockedDirectoryKeepsTheLoopRunning(t *testing.T) {
 		}
 	})
 }
+
+// A reload that leaves refresh alone keeps the schedule: it must not undo
+// throttling's slow-down (a fleet reloading its config would hit the quota
+// again at once).
+func TestReloadKeepsAThrottledSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := strings.Replace(twoSecrets, `"maxStale":"30s"`, `"maxStale":"10m"`, 1)
+		h := newHarness(t, cfg, map[string]string{"A": "a1", "B": "b1", "C": "c1"}, 0.5)
+		cfgCh := make(chan *config.Settings)
+		stop := h.running(t, Events{Config: cfgCh})
+		h.src.setFault("ThrottlingException")
+		advance(5*time.Second + 20*time.Second + 40*time.Second + time.Second) // polls at 5, 25, 65: interval now 80s
+		h.src.setFault("")
+		cfgCh <- reloadCfg(t, h, strings.Replace(cfg, `]`, `,{"name":"C","valueFrom":"/c"}]`, 1))
+		synctest.Wait()
+		advance(2 * time.Minute)
+		stop()
+		gaps := gapsOf(h.src.polls)
+		if len(gaps) < 3 || gaps[2] != 80*time.Second {
+			t.Errorf("gaps %v: the poll after a reload should still be 80s after the last (the throttled interval)", gaps)
+		}
+	})
+}

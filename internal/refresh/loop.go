@@ -219,7 +219,8 @@ func (l *Loop) Run(ctx context.Context, ev Events) error {
 			l.metrics.SetInterval(l.sched.Interval())
 			l.log.Debug("next refresh", "in", wait.Round(time.Millisecond).String())
 		case s := <-ev.Config:
-			if l.apply(ctx, s) {
+			old := l.sched
+			if l.apply(ctx, s) && l.sched != old {
 				timer.Reset(l.sched.Next(Succeeded))
 			}
 		case <-ev.Output:
@@ -467,7 +468,11 @@ func (l *Loop) apply(ctx context.Context, s *config.Settings) bool {
 		l.removeFilesOf(old, removed)
 	}
 	l.settings, l.actions = s, acts
-	l.sched = newSchedule(s, l.rand)
+	if s.Interval != old.Interval || s.Jitter != old.Jitter || s.MaxStale != old.MaxStale {
+		// Otherwise keep the schedule: a reload must not undo throttling's
+		// slow-down or a failing secret's backoff.
+		l.sched = newSchedule(s, l.rand)
+	}
 	l.status.SetMaxStale(s.MaxStale)
 	for _, name := range removed {
 		delete(l.have, name)
