@@ -452,8 +452,6 @@ func (s *stack) condition(name string) (bool, error) {
 	return b, nil
 }
 
-var subVar = regexp.MustCompile(`\$\{([^}]*)\}`)
-
 func (s *stack) ref(name string, scope map[string]string) (any, error) {
 	if v, ok := scope[name]; ok {
 		return v, nil
@@ -659,7 +657,7 @@ func (s *stack) function(name string, arg any, scope map[string]string) (any, er
 			return nil, fmt.Errorf("Fn::Sub %v: want a string or [string, variables]", arg)
 		}
 		var firstErr error
-		out := subVar.ReplaceAllStringFunc(tmpl, func(m string) string {
+		out := regexp.MustCompile(`\$\{([^}]*)\}`).ReplaceAllStringFunc(tmpl, func(m string) string {
 			name := m[2 : len(m)-1]
 			if strings.HasPrefix(name, "!") {
 				return "${" + name[1:] + "}"
