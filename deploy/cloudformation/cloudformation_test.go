@@ -50,25 +50,23 @@ func TestAgentTemplate(t *testing.T) {
 	paramARN := "arn:aws:ssm:us-east-1:111122223333:parameter/prod/db/password"
 	secretARN := "arn:aws:secretsmanager:us-east-1:111122223333:secret:prod/api-AbCdEf"
 	tests := []struct {
-		name    string
-		params  map[string]string
-		command string // agent subcommand
-		pidMode types.PidMode
+		name   string
+		params map[string]string
 	}{
 		{"sidecar-signal", map[string]string{
 			"Pattern": "sidecar", "Secrets": "DB_PASSWORD=" + param + ",API_KEY=" + secretRef,
 			"ParameterArns": paramARN, "SecretArns": secretARN, "SignalProcess": "nginx", "AgentUser": "0",
-		}, "run", types.PidModeTask},
+		}},
 		{"sidecar-secrets-only", map[string]string{
 			"Pattern": "sidecar", "Secrets": "API_KEY=" + secretRef, "SecretArns": secretARN, "CpuArchitecture": "ARM64",
-		}, "run", ""},
+		}},
 		{"init", map[string]string{
 			"Pattern": "init", "Secrets": "DB_PASSWORD=" + param + ",API_KEY=" + secretRef,
 			"ParameterArns": paramARN, "SecretArns": secretARN, "AppContainerName": "web",
-		}, "init", ""},
+		}},
 		{"init-parameter-only", map[string]string{
 			"Pattern": "init", "Secrets": "DB_PASSWORD=" + param, "ParameterArns": paramARN,
-		}, "init", ""},
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,52 +77,109 @@ func TestAgentTemplate(t *testing.T) {
 			for k, v := range tc.params {
 				params[k] = v
 			}
-			stack := evaluate(t, tmpl, params)
-			td := checkTaskDefinition(t, stack.properties(t, "TaskDefinition", "AWS::ECS::TaskDefinition"))
-			if td.PidMode != tc.pidMode {
-				t.Errorf("pidMode %q, want %q", td.PidMode, tc.pidMode)
-			}
-			agentC, app := td.ContainerDefinitions[0], td.ContainerDefinitions[1]
-			if want := params["AppContainerName"]; want != "" && tdcheck.Deref(app.Name) != want {
-				t.Errorf("app container %q, want %q", tdcheck.Deref(app.Name), want)
-			}
-			wantCond := map[string]types.ContainerCondition{"run": types.ContainerConditionHealthy, "init": types.ContainerConditionSuccess}[tc.command]
-			if len(app.DependsOn) != 1 || tdcheck.Deref(app.DependsOn[0].ContainerName) != "secrets" || app.DependsOn[0].Condition != wantCond {
-				t.Errorf("app dependsOn %+v, want secrets %s", app.DependsOn, wantCond)
-			}
-			if (tc.command == "run") != (agentC.HealthCheck != nil) {
-				t.Errorf("agent healthCheck %v: a sidecar needs one (the app waits for HEALTHY), an init container none", agentC.HealthCheck)
-			}
-			var wantSecrets []string
-			for _, s := range strings.Split(params["Secrets"], ",") {
-				wantSecrets = append(wantSecrets, "--secret", s)
-			}
-			wantCmd := append([]string{"init"}, wantSecrets...)
-			if tc.command == "run" {
-				wantCmd = append([]string{"run", "--interval", "5m"}, wantSecrets...)
-			}
-			if !slices.Equal(agentC.Command, wantCmd) {
-				t.Errorf("agent command %q, want %q", agentC.Command, wantCmd)
-			}
-			checkAgentCommand(t, agent, agentC)
-
-			role := stack.properties(t, "TaskRole", "AWS::IAM::Role")
-			checkTrust(t, agent, role)
-			args := []string{"policy", "--command", tc.command, "--region", testRegion, "--account", testAccount}
-			for _, s := range strings.Split(params["Secrets"], ",") {
-				args = append(args, "--secret", s)
-			}
-			got := rolePolicies(t, stack, "TaskRole")
-			if want := agentJSON(t, agent, args...); !reflect.DeepEqual(got, want) {
-				t.Errorf("task role policy is not what `agent %s` prints:\ngot  %s\nwant %s", strings.Join(args, " "), jsonText(got), jsonText(want))
-			}
+			checkAgentStack(t, agent, tmpl, testRegion, params)
 		})
+	}
+}
+
+// TestREADMEDeploy evaluates the `aws cloudformation deploy` command of
+// deploy/README.md: its template and parameters give a stack that passes
+// the same checks.
+func TestREADMEDeploy(t *testing.T) {
+	agent := buildAgent(t)
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(raw), "\\\n", " ")
+	var args []string
+	for _, line := range strings.Split(text, "\n") {
+		if _, rest, ok := strings.Cut(line, "aws cloudformation deploy "); ok {
+			args = strings.Fields(rest)
+			break
+		}
+	}
+	if args == nil {
+		t.Fatal("deploy/README.md has no `aws cloudformation deploy` command")
+	}
+	params := map[string]string{}
+	var file string
+	for i := 0; i < len(args); i++ {
+		switch args[i] {
+		case "--template-file":
+			i++
+			file = args[i]
+		case "--parameter-overrides":
+			for i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
+				i++
+				k, v, ok := strings.Cut(strings.Trim(args[i], "'"), "=")
+				if !ok {
+					t.Fatalf("README: parameter %q: want KEY=VALUE", args[i])
+				}
+				params[k] = v
+			}
+		}
+	}
+	if file != "deploy/cloudformation/agent.json" {
+		t.Fatalf("README: --template-file %q, want deploy/cloudformation/agent.json", file)
+	}
+	checkAgentStack(t, agent, readTemplate(t, "agent.json"), "eu-west-1", params)
+}
+
+// checkAgentStack evaluates agent.json for params in region and checks the
+// task definition, the agent's command and the role's policies.
+func checkAgentStack(t *testing.T, agent string, tmpl map[string]any, region string, params map[string]string) {
+	t.Helper()
+	command, pidMode := "run", types.PidMode("")
+	if params["Pattern"] == "init" {
+		command = "init"
+	} else if params["SignalProcess"] != "" {
+		pidMode = types.PidModeTask
+	}
+	stack := evaluate(t, tmpl, region, params)
+	td := checkTaskDefinition(t, stack.properties(t, "TaskDefinition", "AWS::ECS::TaskDefinition"))
+	if td.PidMode != pidMode {
+		t.Errorf("pidMode %q, want %q", td.PidMode, pidMode)
+	}
+	agentC, app := td.ContainerDefinitions[0], td.ContainerDefinitions[1]
+	if want := params["AppContainerName"]; want != "" && tdcheck.Deref(app.Name) != want {
+		t.Errorf("app container %q, want %q", tdcheck.Deref(app.Name), want)
+	}
+	wantCond := map[string]types.ContainerCondition{"run": types.ContainerConditionHealthy, "init": types.ContainerConditionSuccess}[command]
+	if len(app.DependsOn) != 1 || tdcheck.Deref(app.DependsOn[0].ContainerName) != "secrets" || app.DependsOn[0].Condition != wantCond {
+		t.Errorf("app dependsOn %+v, want secrets %s", app.DependsOn, wantCond)
+	}
+	if (command == "run") != (agentC.HealthCheck != nil) {
+		t.Errorf("agent healthCheck %v: a sidecar needs one (the app waits for HEALTHY), an init container none", agentC.HealthCheck)
+	}
+	var wantSecrets []string
+	for _, s := range strings.Split(params["Secrets"], ",") {
+		wantSecrets = append(wantSecrets, "--secret", s)
+	}
+	wantCmd := append([]string{"init"}, wantSecrets...)
+	if command == "run" {
+		wantCmd = append([]string{"run", "--interval", "5m"}, wantSecrets...)
+	}
+	if !slices.Equal(agentC.Command, wantCmd) {
+		t.Errorf("agent command %q, want %q", agentC.Command, wantCmd)
+	}
+	checkAgentCommand(t, agent, agentC)
+
+	role := stack.properties(t, "TaskRole", "AWS::IAM::Role")
+	checkTrust(t, agent, region, role)
+	args := []string{"policy", "--command", command, "--region", region, "--account", testAccount}
+	for _, s := range strings.Split(params["Secrets"], ",") {
+		args = append(args, "--secret", s)
+	}
+	got := rolePolicies(t, stack, "TaskRole")
+	if want := agentJSON(t, agent, args...); !reflect.DeepEqual(got, want) {
+		t.Errorf("task role policy is not what `agent %s` prints:\ngot  %s\nwant %s", strings.Join(args, " "), jsonText(got), jsonText(want))
 	}
 }
 
 func TestWatcherTemplate(t *testing.T) {
 	agent := buildAgent(t)
-	stack := evaluate(t, readTemplate(t, "watcher.json"), map[string]string{
+	stack := evaluate(t, readTemplate(t, "watcher.json"), testRegion, map[string]string{
 		"AgentImage":       agentImage,
 		"Cluster":          "prod",
 		"Services":         "web,api,billing-v2",
@@ -148,7 +203,7 @@ func TestWatcherTemplate(t *testing.T) {
 	}
 
 	role := stack.properties(t, "TaskRole", "AWS::IAM::Role")
-	checkTrust(t, agent, role)
+	checkTrust(t, agent, testRegion, role)
 	// Fn::ForEach gives each service a policy of its own (CloudFormation
 	// cannot prefix each element of a list), so the role's statements are
 	// merged by Sid before the comparison; IAM ignores the order of
@@ -204,9 +259,9 @@ func checkAgentCommand(t *testing.T, agent string, c types.ContainerDefinition) 
 }
 
 // checkTrust compares the role's trust policy with `agent policy --trust`.
-func checkTrust(t *testing.T, agent string, role map[string]any) {
+func checkTrust(t *testing.T, agent, region string, role map[string]any) {
 	t.Helper()
-	want := agentJSON(t, agent, "policy", "--trust", "--region", testRegion, "--account", testAccount)
+	want := agentJSON(t, agent, "policy", "--trust", "--region", region, "--account", testAccount)
 	if got := role["AssumeRolePolicyDocument"]; !reflect.DeepEqual(got, want) {
 		t.Errorf("trust policy:\ngot  %s\nwant %s", jsonText(got), jsonText(want))
 	}
@@ -321,6 +376,7 @@ type noValue struct{}
 
 // stack is a template evaluated for one set of parameter values.
 type stack struct {
+	region     string         // AWS::Region
 	params     map[string]any // string, or []any for a list type
 	conditions map[string]any // definitions
 	condCache  map[string]bool
@@ -329,9 +385,9 @@ type stack struct {
 	scope      map[string]map[string]string // logical id → ForEach identifiers
 }
 
-func evaluate(t *testing.T, tmpl map[string]any, given map[string]string) *stack {
+func evaluate(t *testing.T, tmpl map[string]any, region string, given map[string]string) *stack {
 	t.Helper()
-	s := &stack{params: map[string]any{}, condCache: map[string]bool{}, resources: map[string]any{},
+	s := &stack{region: region, params: map[string]any{}, condCache: map[string]bool{}, resources: map[string]any{},
 		refs: map[string]string{}, scope: map[string]map[string]string{}}
 	s.conditions, _ = tmpl["Conditions"].(map[string]any)
 	declared, _ := tmpl["Parameters"].(map[string]any)
@@ -397,7 +453,7 @@ func evaluate(t *testing.T, tmpl map[string]any, given map[string]string) *stack
 		case "AWS::IAM::Role":
 			s.refs[id] = id // Ref is the role's name
 		case "AWS::ECS::TaskDefinition":
-			s.refs[id] = "arn:aws:ecs:" + testRegion + ":" + testAccount + ":task-definition/" + id + ":1"
+			s.refs[id] = "arn:aws:ecs:" + s.region + ":" + testAccount + ":task-definition/" + id + ":1"
 		default:
 			s.refs[id] = "ref-" + id
 		}
@@ -460,7 +516,7 @@ func (s *stack) ref(name string, scope map[string]string) (any, error) {
 	case "AWS::NoValue":
 		return noValue{}, nil
 	case "AWS::Region":
-		return testRegion, nil
+		return s.region, nil
 	case "AWS::AccountId":
 		return testAccount, nil
 	case "AWS::Partition":
@@ -747,8 +803,10 @@ func jsonText(v any) string {
 	return string(b)
 }
 
+// isAgent reports whether a container runs the agent's image, wherever it
+// was pushed.
 func isAgent(c types.ContainerDefinition) bool {
-	return tdcheck.Deref(c.Image) == agentImage
+	return strings.Contains(tdcheck.Deref(c.Image), "/ecs-secrets-agent:")
 }
 
 // buildAgent builds cmd/agent for `agent check` and `agent policy`.

@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -295,6 +296,98 @@ watcher = {
 	}
 }
 
+// TestREADMEExample evaluates deploy/README.md's example: its module block's
+// arguments are the inputs, and its aws_ecs_task_definition, evaluated with
+// the module's outputs, must be a task definition that passes the checks.
+func TestREADMEExample(t *testing.T) {
+	agent := buildAgent(t)
+	m := loadModule(t)
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(raw), "## Terraform")
+	_, rest, ok2 := strings.Cut(rest, "```hcl\n")
+	src, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("deploy/README.md has no ```hcl example under \"## Terraform\"")
+	}
+	f, diags := hclsyntax.ParseConfig([]byte(src), "README.md", hcl.InitialPos)
+	if diags.HasErrors() {
+		t.Fatalf("README example: %v", diags)
+	}
+	content, diags := f.Body.Content(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+		{Type: "module", LabelNames: []string{"name"}}, {Type: "resource", LabelNames: []string{"type", "name"}},
+	}})
+	if diags.HasErrors() || len(content.Blocks) != 2 {
+		t.Fatalf("README example: want a module and a resource block: %v", diags)
+	}
+	modArgs, diags := content.Blocks[0].Body.JustAttributes()
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if v, _ := modArgs["source"].Expr.Value(nil); v.AsString() != "./deploy/terraform" {
+		t.Errorf("README example: module source %q", v.AsString())
+	}
+	delete(modArgs, "source")
+	vars, diags := m.inputs(modArgs)
+	if diags.HasErrors() {
+		t.Fatalf("README example's module arguments: %v", diags)
+	}
+	ev := m.evaluateVars(t, "eu-west-1", vars)
+	outputs := map[string]cty.Value{}
+	for _, name := range keys(m.outputs) {
+		outputs[name] = ev.output(t, name)
+	}
+	ctx := &hcl.EvalContext{Functions: functions(), Variables: map[string]cty.Value{
+		"module": cty.ObjectVal(map[string]cty.Value{content.Blocks[0].Labels[0]: cty.ObjectVal(outputs)}),
+	}}
+
+	// The resource's arguments and volume blocks, in the API's names.
+	body := content.Blocks[1].Body.(*hclsyntax.Body)
+	td := map[string]any{}
+	for name, a := range body.Attributes {
+		v, diags := a.Expr.Value(ctx)
+		if diags.HasErrors() {
+			t.Fatalf("README example: %s: %v", name, diags)
+		}
+		if v.IsNull() {
+			continue
+		}
+		parts := strings.Split(name, "_")
+		for i := 1; i < len(parts); i++ {
+			parts[i] = strings.ToUpper(parts[i][:1]) + parts[i][1:]
+		}
+		key := strings.Join(parts, "")
+		if name == "container_definitions" {
+			td[key] = decodeJSON(t, v.AsString())
+			continue
+		}
+		b, err := ctyjson.Marshal(v, v.Type())
+		if err != nil {
+			t.Fatal(err)
+		}
+		td[key] = decodeJSON(t, string(b))
+	}
+	var volumes []any
+	for _, b := range body.Blocks {
+		if b.Type != "volume" {
+			t.Fatalf("README example: block %s: the test knows volume only", b.Type)
+		}
+		v, diags := b.Body.Attributes["name"].Expr.Value(ctx)
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		volumes = append(volumes, map[string]any{"name": v.AsString()})
+	}
+	td["volumes"] = volumes
+	in := checkTaskDefinition(t, td)
+	if in.PidMode != types.PidModeTask {
+		t.Errorf("README example: pidMode %q, want task (signal_process is set)", in.PidMode)
+	}
+	checkAgentCommand(t, agent, in.ContainerDefinitions[0])
+}
+
 // module is the parsed .tf files.
 type module struct {
 	declared  map[string]*hcl.Block
@@ -377,6 +470,13 @@ func (m *module) variables(tfvars string) (cty.Value, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return cty.NilVal, diags
 	}
+	return m.inputs(given)
+}
+
+// inputs applies the variable declarations to the given arguments (of a
+// .tfvars file or a module block).
+func (m *module) inputs(given hcl.Attributes) (cty.Value, hcl.Diagnostics) {
+	var diags hcl.Diagnostics
 	schema := &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "description"}, {Name: "type"}, {Name: "default"}, {Name: "sensitive"}, {Name: "nullable"}},
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "validation"}},
@@ -454,6 +554,11 @@ func (m *module) evaluate(t *testing.T, region, tfvars string) *evaluated {
 	if diags.HasErrors() {
 		t.Fatalf("inputs: %v", diags)
 	}
+	return m.evaluateVars(t, region, vars)
+}
+
+func (m *module) evaluateVars(t *testing.T, region string, vars cty.Value) *evaluated {
+	t.Helper()
 	partition := "aws"
 	if strings.HasPrefix(region, "cn-") {
 		partition = "aws-cn"
@@ -583,7 +688,8 @@ func checkTaskDefinition(t *testing.T, td map[string]any) *ecsInput {
 	}
 	in := tdcheck.DecodeStrict(t, data)
 	tdcheck.KeyCase(t, data)
-	tdcheck.Containers(t, in, func(c types.ContainerDefinition) bool { return tdcheck.Deref(c.Image) == agentImage })
+	// The agent's image, wherever it was pushed.
+	tdcheck.Containers(t, in, func(c types.ContainerDefinition) bool { return strings.Contains(tdcheck.Deref(c.Image), "/ecs-secrets-agent:") })
 	if slices.Contains(in.RequiresCompatibilities, types.CompatibilityFargate) {
 		tdcheck.Fargate(t, in)
 	}
