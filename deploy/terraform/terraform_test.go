@@ -689,7 +689,9 @@ func checkTaskDefinition(t *testing.T, td map[string]any) *ecsInput {
 	in := tdcheck.DecodeStrict(t, data)
 	tdcheck.KeyCase(t, data)
 	// The agent's image, wherever it was pushed.
-	tdcheck.Containers(t, in, func(c types.ContainerDefinition) bool { return strings.Contains(tdcheck.Deref(c.Image), "/ecs-secrets-agent:") })
+	tdcheck.Containers(t, in, func(c types.ContainerDefinition) bool {
+		return strings.Contains(tdcheck.Deref(c.Image), "/ecs-secrets-agent:")
+	})
 	if slices.Contains(in.RequiresCompatibilities, types.CompatibilityFargate) {
 		tdcheck.Fargate(t, in)
 	}
