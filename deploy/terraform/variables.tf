@@ -1,0 +1,89 @@
+variable "pattern" {
+  description = "init: secrets read once, the app containers wait for SUCCESS; sidecar: kept fresh (agent run), they wait for HEALTHY."
+  type        = string
+  default     = "sidecar"
+  validation {
+    condition     = contains(["sidecar", "init"], var.pattern)
+    error_message = "The pattern must be \"sidecar\" or \"init\"."
+  }
+}
+
+variable "agent_image" {
+  description = "The agent image, e.g. 111122223333.dkr.ecr.eu-west-1.amazonaws.com/ecs-secrets-agent:1.0.0."
+  type        = string
+}
+
+variable "container_definitions" {
+  description = "Your task's container definitions, as you would jsonencode them for aws_ecs_task_definition (camelCase, like the ECS API)."
+  type        = any
+}
+
+variable "app_container_names" {
+  description = "The containers that read the secrets: each mounts the volume read-only at /run/secrets and waits for the agent."
+  type        = list(string)
+}
+
+variable "secrets" {
+  description = "NAME => valueFrom, as in a task definition's secrets; each becomes /run/secrets/NAME."
+  type        = map(string)
+}
+
+variable "interval" {
+  description = "sidecar: how often the agent polls for rotation."
+  type        = string
+  default     = "5m"
+}
+
+variable "signal_process" {
+  description = "sidecar: a process in an app container to send SIGHUP when a secret changes (the task then needs pid_mode = \"task\", see the pid_mode output); null for none."
+  type        = string
+  default     = null
+}
+
+variable "agent_user" {
+  description = "The agent's user; to signal the app it must be the app's UID or 0. null for the image's (65532)."
+  type        = string
+  default     = null
+}
+
+variable "volume_name" {
+  description = "The task volume that holds the files; add it to the task definition (see the volume_name output)."
+  type        = string
+  default     = "secrets"
+}
+
+variable "agent_log_configuration" {
+  description = "The agent container's logConfiguration (camelCase, as in container definitions); null for none."
+  type        = any
+  default     = null
+}
+
+variable "task_role_name" {
+  description = "Name of the task role to create with the agent's policy; null to create none (attach the task_role_policy_json output yourself)."
+  type        = string
+  default     = null
+}
+
+variable "region" {
+  description = "The task's region, for Parameter Store names; null for the provider's."
+  type        = string
+  default     = null
+}
+
+variable "watcher" {
+  description = "An agent watch service that redeploys services when a secret their task definitions name rotates; null for none."
+  type = object({
+    cluster            = string
+    services           = list(string)
+    interval           = optional(string, "5m")
+    family             = optional(string, "secrets-watch")
+    service_name       = optional(string, "secrets-watcher")
+    role_name          = optional(string, "secrets-agent-watch")
+    execution_role_arn = string
+    subnets            = list(string)
+    security_groups    = list(string)
+    assign_public_ip   = optional(bool, false)
+    log_configuration  = optional(any)
+  })
+  default = null
+}
