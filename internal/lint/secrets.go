@@ -109,41 +109,50 @@ func pointerValue(v string) bool {
 	case "true", "false", "yes", "no", "on", "off", "enabled", "disabled":
 		return true
 	}
+	// A short number is a setting (TOKEN_TTL=300), not a secret.
+	if len(v) <= 6 && strings.Trim(v, "0123456789") == "" {
+		return true
+	}
 	if u, err := url.Parse(v); err == nil && u.Scheme != "" && u.Host != "" && u.User == nil {
 		return true
 	}
 	return false
 }
 
-// highEntropy reports a long token-like string: only token characters, a
-// mix of classes, and close to random. Hex needs more length, as it has
-// fewer bits a character.
+// highEntropy reports a long token-like string: only token characters,
+// upper and lower case and digits, close to random, and switching between
+// case and digits as often as random text does (words and identifiers,
+// "MyServiceName2024", switch rarely). Hex alone is left out: commit ids and
+// digests are hex and are everywhere in environments.
 func highEntropy(v string) bool {
-	if len(v) < 20 || len(v) > 4096 || strings.Contains(v, "://") || strings.HasPrefix(v, "/") || strings.HasPrefix(v, "arn:") {
+	if len(v) < 20 || len(v) > 4096 || strings.HasPrefix(v, "arn:") {
 		return false
 	}
-	var upper, lower, digit, hexOnly = false, false, false, true
+	var upper, lower, digit bool
+	switches, letters, prev := 0, 0, -1
 	for _, c := range v {
+		class := -1 // punctuation separates words; it is no switch
 		switch {
 		case c >= 'A' && c <= 'Z':
-			upper = true
-			hexOnly = hexOnly && c <= 'F'
+			upper, class = true, 0
 		case c >= 'a' && c <= 'z':
-			lower = true
-			hexOnly = hexOnly && c <= 'f'
+			lower, class = true, 1
 		case c >= '0' && c <= '9':
-			digit = true
+			digit, class = true, 2
 		case strings.ContainsRune("+/=_-.", c):
-			hexOnly = false
 		default:
 			return false
 		}
+		if class < 0 {
+			continue
+		}
+		if prev >= 0 && class != prev {
+			switches++
+		}
+		prev = class
+		letters++
 	}
-	h := entropy(v)
-	if hexOnly {
-		return len(v) >= 32 && digit && (upper || lower) && h >= 3.0
-	}
-	return upper && lower && digit && h >= 3.8
+	return upper && lower && digit && entropy(v) >= 3.5 && float64(switches) >= 0.35*float64(letters-1)
 }
 
 // entropy is the Shannon entropy of s in bits a byte.
