@@ -322,8 +322,6 @@ func TestRulesFireAndStayQuiet(t *testing.T) {
 			}
 		})
 	}
-}
-
 	// A new rule needs a case above that makes it fire.
 	for _, r := range Rules() {
 		if !fired[r.ID] {
