@@ -90,10 +90,9 @@ type (
 		Driver sarifDriver `json:"driver"`
 	}
 	sarifDriver struct {
-		Name           string      `json:"name"`
-		Version        string      `json:"version,omitempty"`
-		InformationURI string      `json:"informationUri,omitempty"`
-		Rules          []sarifRule `json:"rules"`
+		Name    string      `json:"name"`
+		Version string      `json:"version,omitempty"`
+		Rules   []sarifRule `json:"rules"`
 	}
 	sarifRule struct {
 		ID                   string        `json:"id"`
@@ -142,9 +141,8 @@ func WriteSARIF(w io.Writer, toolVersion string, fs []Finding) error {
 	rules := Rules()
 	index := map[string]int{}
 	driver := sarifDriver{
-		Name:           "ecs-secrets-agent lint",
-		Version:        toolVersion,
-		InformationURI: "https://github.com/ecs-secrets-agent/ecs-secrets-agent",
+		Name:    "ecs-secrets-agent lint",
+		Version: toolVersion,
 	}
 	for i, r := range rules {
 		index[r.ID] = i
