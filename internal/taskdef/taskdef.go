@@ -12,6 +12,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 )
@@ -77,7 +78,10 @@ func Parse(data []byte) (*TaskDef, error) {
 	case []any:
 		td.Shape, td.Raw = Containers, map[string]any{"containerDefinitions": v}
 	case map[string]any:
-		if inner, ok := v["taskDefinition"]; ok {
+		// containerDefinitions first: a register shape always re-reads as one.
+		if _, ok := v["containerDefinitions"]; ok {
+			td.Shape, td.Raw = Register, v
+		} else if inner, ok := v["taskDefinition"]; ok {
 			m, ok := inner.(map[string]any)
 			if !ok {
 				return nil, errors.New(`"taskDefinition" is not an object`)
@@ -89,8 +93,6 @@ func Parse(data []byte) (*TaskDef, error) {
 			if tags, ok := v["tags"].([]any); ok && len(tags) > 0 {
 				m["tags"] = tags
 			}
-		} else if _, ok := v["containerDefinitions"]; ok {
-			td.Shape, td.Raw = Register, v
 		} else {
 			return nil, errors.New(`not a task definition: want {"taskDefinition": …} (describe-task-definition output), {"containerDefinitions": […], …} (register-task-definition input) or a container definitions array`)
 		}
@@ -120,11 +122,23 @@ func jsonErr(err error) error {
 	case errors.As(err, &syn):
 		return fmt.Errorf("invalid JSON at byte %d", syn.Offset)
 	case errors.As(err, &typ):
-		return fmt.Errorf("%s: want %s", typ.Field, typ.Type)
+		return fmt.Errorf("%s: want %s", jsonPath(typ.Field), typ.Type)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return errors.New("invalid JSON: unexpected end of input")
 	}
 	return errors.New("invalid JSON")
+}
+
+// jsonPath turns the SDK's Go field path ("ContainerDefinitions.Environment")
+// into the JSON names users wrote ("containerDefinitions.environment").
+func jsonPath(field string) string {
+	parts := strings.Split(field, ".")
+	for i, p := range parts {
+		if p != "" {
+			parts[i] = strings.ToLower(p[:1]) + p[1:]
+		}
+	}
+	return strings.Join(parts, ".")
 }
 
 // Line is the 1-based line of a register-shape path ("containerDefinitions[1].environment[0]")
