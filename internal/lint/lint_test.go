@@ -280,6 +280,18 @@ func TestRulesFireAndStayQuiet(t *testing.T) {
 			"ESA304 worker containerDefinitions[3].dependsOn[0]",
 			"ESA304 cron containerDefinitions[4].dependsOn[0]",
 		}},
+		{"configuration lint cannot read", func(t *testing.T) any {
+			return fargate(nil,
+				agentC("secrets", "run", obj{"readonlyRootFilesystem": true,
+					"mountPoints": []obj{{"sourceVolume": "secrets", "containerPath": "/data"}}}, "--config", "/etc/agent/config.json"),
+				agentC("injected", "init", obj{"readonlyRootFilesystem": true, "mountPoints": []obj{},
+					"secrets": []obj{{"name": "AGENT_CONFIG", "valueFrom": "/prod/agent/config"}}}),
+				appC("app", "", "", nil))
+		}, []string{"ESA303 app containerDefinitions[2]"}},
+		{"agent image without a command is no app", func(t *testing.T) any {
+			return fargate(nil, agentC("secrets", "init", nil, initArgs...), appC("app", "secrets", "SUCCESS", nil),
+				agentC("help", "init", obj{"command": nil, "essential": true}))
+		}, nil},
 		{"sidecar not essential", func(t *testing.T) any {
 			return fargate(nil, agentC("secrets", "run", obj{"essential": false}), appC("app", "secrets", "HEALTHY", nil))
 		}, []string{"ESA305 secrets containerDefinitions[0].essential"}},

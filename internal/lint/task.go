@@ -38,8 +38,12 @@ type container struct {
 	def   *types.ContainerDefinition
 	path  string // "containerDefinitions[i]"
 
-	mode      string // "" for a container without the agent
-	secrets   []string
+	mode       string // "" for a container without the agent
+	agentImage bool   // the agent's image, whatever it runs
+	// cfgUnknown: the configuration is in a file (--config) or injected
+	// by ECS (AGENT_CONFIG in secrets), so lint cannot read it.
+	cfgUnknown bool
+	secrets    []string
 	outputDir string // flag or config; "" = not set
 	installTo string
 	cfg       *config.File // nil without AGENT_CONFIG
@@ -66,6 +70,7 @@ func newTask(td *taskdef.TaskDef) *task {
 func (c *container) readAgent() {
 	argv := append(append([]string(nil), c.def.EntryPoint...), c.def.Command...)
 	image := strings.Contains(aws.ToString(c.def.Image), agentImage)
+	c.agentImage = image
 	for i, a := range argv {
 		switch a {
 		case modeInit, modeRun, modeExec, modeInstall, modeWatch:
@@ -87,6 +92,11 @@ func (c *container) readAgent() {
 	}
 	if c.mode == "" {
 		return
+	}
+	for _, s := range c.def.Secrets {
+		if aws.ToString(s.Name) == "AGENT_CONFIG" {
+			c.cfgUnknown = true
+		}
 	}
 	for j, kv := range c.def.Environment {
 		if aws.ToString(kv.Name) != "AGENT_CONFIG" {
@@ -119,6 +129,9 @@ func (c *container) readFlags(args []string) {
 		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		switch name {
 		case "secret", "output-dir":
+		case "config":
+			c.cfgUnknown = true
+			continue
 		default:
 			continue
 		}
@@ -142,10 +155,10 @@ func (c *container) readFlags(args []string) {
 func (c *container) writesFiles() (dir string, ok bool) {
 	switch c.mode {
 	case modeInit, modeRun:
-		if c.outputDir == "" {
+		if c.outputDir == "" && !c.cfgUnknown {
 			return config.DefaultOutputDir, true
 		}
-		return c.outputDir, true
+		return c.outputDir, c.outputDir != ""
 	case modeInstall:
 		return c.installTo, c.installTo != ""
 	case modeExec:

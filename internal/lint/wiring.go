@@ -82,12 +82,14 @@ func checkSignal(t *task, emit emitFunc) {
 func checkDependsOn(wrong bool) func(*task, emitFunc) {
 	return func(t *task, emit emitFunc) {
 		for _, agent := range t.containers {
-			if _, ok := agent.writesFiles(); !ok || agent.mode == modeExec {
+			switch agent.mode {
+			case modeInit, modeRun, modeInstall:
+			default:
 				continue
 			}
 			vols := agent.writableVolumes()
 			for _, app := range t.containers {
-				if app == agent || (app.mode != "" && app.mode != modeExec) {
+				if app == agent || (app.mode != "" && app.mode != modeExec) || (app.mode == "" && app.agentImage) {
 					continue
 				}
 				shared := ""

@@ -70,7 +70,7 @@ func Parse(data []byte) (*TaskDef, error) {
 	if err := dec.Decode(&doc); err != nil {
 		return nil, jsonErr(err)
 	}
-	if _, err := dec.Token(); err == nil {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("invalid JSON: more than one value")
 	}
 	td := &TaskDef{}

@@ -117,6 +117,7 @@ func TestParseErrorsNameNoValue(t *testing.T) {
 		{"empty", ``, "invalid JSON: unexpected end of input"},
 		{"syntax", `{"containerDefinitions": [}`, "invalid JSON at byte 27"},
 		{"two values", `[] []`, "invalid JSON: more than one value"},
+		{"trailing garbage", `[] hunter2`, "invalid JSON: more than one value"},
 		{"scalar", `"hunter2"`, "not a task definition: want a JSON object or array"},
 		{"other object", `{"family": "x"}`, `not a task definition: want {"taskDefinition": …} (describe-task-definition output), {"containerDefinitions": […], …} (register-task-definition input) or a container definitions array`},
 		{"taskDefinition not object", `{"taskDefinition": []}`, `"taskDefinition" is not an object`},
