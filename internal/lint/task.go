@@ -44,11 +44,11 @@ type container struct {
 	// by ECS (AGENT_CONFIG in secrets), so lint cannot read it.
 	cfgUnknown bool
 	secrets    []string
-	outputDir string // flag or config; "" = not set
-	installTo string
-	cfg       *config.File // nil without AGENT_CONFIG
-	cfgErr    error
-	cfgPath   string // JSON path of AGENT_CONFIG
+	outputDir  string // flag or config; "" = not set
+	installTo  string
+	cfg        *config.File // nil without AGENT_CONFIG
+	cfgErr     error
+	cfgPath    string // JSON path of AGENT_CONFIG
 }
 
 func newTask(td *taskdef.TaskDef) *task {
