@@ -26,17 +26,15 @@ const agentImage = "ecs-secrets-agent"
 type task struct {
 	td         *taskdef.TaskDef
 	containers []*container
-	byName     map[string]*container
 	// taskLevel is false for a bare container array: no pidMode, no volumes.
 	taskLevel bool
 }
 
 // container is one container definition, and what the agent in it runs.
 type container struct {
-	index int
-	name  string
-	def   *types.ContainerDefinition
-	path  string // "containerDefinitions[i]"
+	name string
+	def  *types.ContainerDefinition
+	path string // "containerDefinitions[i]"
 
 	mode       string // "" for a container without the agent
 	agentImage bool   // the agent's image, whatever it runs
@@ -52,15 +50,12 @@ type container struct {
 }
 
 func newTask(td *taskdef.TaskDef) *task {
-	t := &task{td: td, byName: map[string]*container{}, taskLevel: td.Shape != taskdef.Containers}
+	t := &task{td: td, taskLevel: td.Shape != taskdef.Containers}
 	for i := range td.Input.ContainerDefinitions {
 		def := &td.Input.ContainerDefinitions[i]
-		c := &container{index: i, name: aws.ToString(def.Name), def: def, path: "containerDefinitions[" + strconv.Itoa(i) + "]"}
+		c := &container{name: aws.ToString(def.Name), def: def, path: "containerDefinitions[" + strconv.Itoa(i) + "]"}
 		c.readAgent()
 		t.containers = append(t.containers, c)
-		if _, dup := t.byName[c.name]; !dup {
-			t.byName[c.name] = c
-		}
 	}
 	return t
 }
