@@ -58,6 +58,7 @@ commands:
   watch     redeploy ECS services whose task-definition secrets rotated:
             agent watch --cluster C --service S [--service S2 ...]
   check     validate the configuration only; no AWS call
+  lint      check task definitions for plaintext secrets and agent wiring: agent lint FILE... (- for stdin)
   version   print the version
 
 run "agent COMMAND -h" for the flags of a command.
@@ -86,6 +87,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runHealth(ctx, args, getenv, stdout, stderr)
 	case "check":
 		return runCheck(args, getenv, stdout, stderr)
+	case "lint":
+		return runLint(args, os.Stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "ecs-secrets-agent %s\n", version)
 		return nil
