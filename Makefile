@@ -38,16 +38,14 @@ agent-linux:
 
 # The image from a binary built on the host: the Dockerfile's final stage only,
 # with "--from=build /" turned into "./", over a context holding what the build
-# stage would have made (rootfs/, rootfs-run/ and rootfs-shared/). --no-cache:
-# the classic builder reuses an ARG step cached for another platform, then fails
-# ("does not match the specified platform"); with no RUN step, it saves nothing.
+# stage would have made (rootfs/, rootfs-run/ and rootfs-shared/).
 image: agent-linux
 	rm -rf $(CONTEXT)
 	mkdir -p $(CONTEXT)/rootfs/etc/ssl/certs $(CONTEXT)/rootfs-run/secrets $(CONTEXT)/rootfs-shared
 	cp bin/agent-linux-$(ARCH) $(CONTEXT)/rootfs/agent
 	cp $(CA_CERTS) $(CONTEXT)/rootfs/etc/ssl/certs/ca-certificates.crt
 	sed -n '/^FROM scratch AS image/,$$p' Dockerfile | sed 's|--from=build /|./|' > $(CONTEXT)/Dockerfile
-	docker build -q --no-cache --platform linux/$(ARCH) -f $(CONTEXT)/Dockerfile -t $(IMAGE) \
+	docker build -q --platform linux/$(ARCH) -f $(CONTEXT)/Dockerfile -t $(IMAGE) \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) $(CONTEXT)
 
 # The image from source, with the Go image from a registry (the whole Dockerfile).
