@@ -22,8 +22,6 @@ RUN CGO_ENABLED=0 go build -trimpath -gcflags=all=-l -ldflags "-s -w -X main.ver
  && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/
 
 FROM scratch AS image
-ARG VERSION=dev
-ARG REVISION=unknown
 COPY --from=build /rootfs/ /
 # An empty /run/secrets owned by the agent's user: Fargate and Docker copy a mount
 # point's owner from the image into an empty volume, so the agent can write there.
@@ -31,6 +29,12 @@ COPY --chown=65532:65532 --from=build /rootfs-run/ /run/
 # The same for /shared, where `agent install /shared` puts the binary for the exec
 # wrapper (deploy/taskdefs/exec.json): an empty volume mounted there is writable.
 COPY --chown=65532:65532 --from=build /rootfs-shared/ /shared/
+# The version and revision (`make image` passes scripts/version.sh's and the commit)
+# are declared after the COPY lines: the classic builder, building for another
+# platform (`make image ARCH=arm64`), commits an ARG step before the first COPY
+# as the host's platform and the COPY then fails.
+ARG VERSION=dev
+ARG REVISION=unknown
 LABEL org.opencontainers.image.title="ecs-secrets-agent" \
       org.opencontainers.image.description="Resolves ECS valueFrom references with the task role and writes the secrets into a shared volume" \
       org.opencontainers.image.source="https://github.com/ecs-secrets-agent/ecs-secrets-agent" \
