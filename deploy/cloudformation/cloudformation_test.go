@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -38,7 +37,7 @@ const (
 )
 
 func TestAgentTemplate(t *testing.T) {
-	agent := buildAgent(t)
+	agent := tdcheck.BuildAgent(t, "../../cmd/agent")
 	tmpl := readTemplate(t, "agent.json")
 	base := map[string]string{
 		"AgentImage":       agentImage,
@@ -86,7 +85,7 @@ func TestAgentTemplate(t *testing.T) {
 // deploy/README.md: its template and parameters give a stack that passes
 // the same checks.
 func TestREADMEDeploy(t *testing.T) {
-	agent := buildAgent(t)
+	agent := tdcheck.BuildAgent(t, "../../cmd/agent")
 	raw, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +177,7 @@ func checkAgentStack(t *testing.T, agent string, tmpl map[string]any, region str
 }
 
 func TestWatcherTemplate(t *testing.T) {
-	agent := buildAgent(t)
+	agent := tdcheck.BuildAgent(t, "../../cmd/agent")
 	stack := evaluate(t, readTemplate(t, "watcher.json"), testRegion, map[string]string{
 		"AgentImage":       agentImage,
 		"Cluster":          "prod",
@@ -807,15 +806,4 @@ func jsonText(v any) string {
 // was pushed.
 func isAgent(c types.ContainerDefinition) bool {
 	return strings.Contains(tdcheck.Deref(c.Image), "/ecs-secrets-agent:")
-}
-
-// buildAgent builds cmd/agent for `agent check` and `agent policy`.
-func buildAgent(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "agent")
-	cmd := exec.Command("go", "build", "-o", bin, "../../cmd/agent")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/agent: %v\n%s", err, out)
-	}
-	return bin
 }

@@ -51,7 +51,7 @@ func TestTaskDefinitions(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no task definitions here: %v", err)
 	}
-	agent := buildAgent(t)
+	agent := tdcheck.BuildAgent(t, "../../cmd/agent")
 	readme := readDeployREADME(t)
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(file, ".json"), func(t *testing.T) {
@@ -507,14 +507,3 @@ func isExecWrapped(c types.ContainerDefinition) bool {
 }
 
 func deref(s *string) string { return tdcheck.Deref(s) }
-
-// buildAgent builds cmd/agent once for `agent check`.
-func buildAgent(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "agent")
-	cmd := exec.Command("go", "build", "-o", bin, "../../cmd/agent")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/agent: %v\n%s", err, out)
-	}
-	return bin
-}

@@ -108,7 +108,7 @@ agent_image = "` + agentImage + `"
 `
 
 func TestModuleAddsAgent(t *testing.T) {
-	agent := buildAgent(t)
+	agent := tdcheck.BuildAgent(t, "../../cmd/agent")
 	m := loadModule(t)
 	tests := []struct {
 		name, region, inputs string
@@ -241,7 +241,7 @@ secrets = { A = "/a" }
 }
 
 func TestModuleWatcher(t *testing.T) {
-	agent := buildAgent(t)
+	agent := tdcheck.BuildAgent(t, "../../cmd/agent")
 	m := loadModule(t)
 	ev := m.evaluate(t, "us-east-1", userContainers+`
 secrets = { A = "/a" }
@@ -300,7 +300,7 @@ watcher = {
 // arguments are the inputs, and its aws_ecs_task_definition, evaluated with
 // the module's outputs, must be a task definition that passes the checks.
 func TestREADMEExample(t *testing.T) {
-	agent := buildAgent(t)
+	agent := tdcheck.BuildAgent(t, "../../cmd/agent")
 	m := loadModule(t)
 	raw, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -764,14 +764,3 @@ func keys[V any](m map[string]V) []string {
 }
 
 func sortedKeys(m map[string]cty.Value) []string { return keys(m) }
-
-// buildAgent builds cmd/agent for `agent check` and `agent policy`.
-func buildAgent(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "agent")
-	cmd := exec.Command("go", "build", "-o", bin, "../../cmd/agent")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/agent: %v\n%s", err, out)
-	}
-	return bin
-}

@@ -9,6 +9,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -185,4 +187,17 @@ func Deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// BuildAgent builds the agent from pkg (a path relative to the test's
+// package) into the test's temporary directory, for tests that run its
+// check and policy commands.
+func BuildAgent(t *testing.T, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "agent")
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
 }
