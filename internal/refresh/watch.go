@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,6 +49,10 @@ func Watch(ctx context.Context, configPath, outputDir string, load func() (*conf
 		// and the refresh timer still repairs.
 		_ = w.Add(filepath.Dir(outputDir))
 	}
+	var outputDirs []string
+	if outputDir != "" {
+		outputDirs = append(outputDirs, outputDir)
+	}
 	cfgCh := make(chan *config.Settings)
 	outCh := make(chan struct{}, 1)
 	lastConfig, _ := os.ReadFile(configPath)
@@ -73,7 +78,7 @@ func Watch(ctx context.Context, configPath, outputDir string, load func() (*conf
 					}
 					continue
 				}
-				if !isOutput(outputDir, ev.Name) {
+				if !slices.ContainsFunc(outputDirs, func(d string) bool { return isOutput(d, ev.Name) }) {
 					continue
 				}
 				if ev.Has(fsnotify.Create) {
@@ -98,6 +103,14 @@ func Watch(ctx context.Context, configPath, outputDir string, load func() (*conf
 					continue
 				}
 				lastConfig = data
+				if d := filepath.Clean(s.OutputDir); s.OutputDir != "" && !slices.Contains(outputDirs, d) {
+					// The reload moves the output: watch the new directory
+					// (and its parent, for when the loop creates it), and
+					// the old one still, in case the loop rejects it.
+					outputDirs = append(outputDirs, d)
+					_ = addTree(w, d)
+					_ = w.Add(filepath.Dir(d))
+				}
 				select {
 				case cfgCh <- s:
 				case <-ctx.Done():

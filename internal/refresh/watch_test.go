@@ -137,3 +137,34 @@ func TestIsOutput(t *testing.T) {
 		}
 	}
 }
+
+// A reload that moves outputDir moves the watch with it: tampering in the
+// new directory is repaired at once, not at the next refresh.
+func TestWatchFollowsAReloadedOutputDir(t *testing.T) {
+	cfgDir, out, moved := t.TempDir(), t.TempDir(), t.TempDir()
+	cfg := filepath.Join(cfgDir, "agent.json")
+	if err := os.WriteFile(cfg, []byte("v0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	load := func() (*config.Settings, error) { return &config.Settings{OutputDir: moved}, nil }
+	ev, err := Watch(t.Context(), cfg, out, load, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte("v1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ev.Config:
+	case <-time.After(watchDeadline):
+		t.Fatal("config change not reloaded")
+	}
+	if err := os.WriteFile(filepath.Join(moved, "A"), []byte("tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ev.Output:
+	case <-time.After(watchDeadline):
+		t.Fatal("a change in the reloaded output directory sent no Output event")
+	}
+}
