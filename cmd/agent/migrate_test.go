@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -220,4 +221,109 @@ func TestMigrateWatchPrintsWatcher(t *testing.T) {
 	if !strings.Contains(string(doc), "ecs:UpdateService") || !strings.Contains(string(doc), "service/prod/orders-api") {
 		t.Errorf("watch policy:\n%s", doc)
 	}
+}
+
+// TestMigrateResultGivesNativeValues runs what migrate printed, the way the
+// containers would (the agent's own command and environment, paths moved
+// into a temporary directory), against the fake: the app sees exactly the
+// values ECS's native injection would have given it, including a plaintext
+// value moved to Parameter Store on the way.
+func TestMigrateResultGivesNativeValues(t *testing.T) {
+	f := awsfake.New()
+	t.Cleanup(f.Close)
+	const dbPassword, apiKey, plain = `p@ss "w0rd" $HOME\n`, "key-from-json", "Tr0ub4dor&3-billing"
+	f.PutParameter(migrateRegion, "/billing/db-password", dbPassword, true)
+	secretARN := f.PutSecretString(migrateRegion, "billing/api", `{"key":"`+apiKey+`","other":"x"}`)
+	values := []string{dbPassword, apiKey, plain}
+	native := map[string]string{"DB_PASSWORD": dbPassword, "API_KEY": apiKey, "SESSION_SECRET": plain, "MODE": "live"}
+
+	in := `{"family": "billing", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
+	  "containerDefinitions": [{"name": "app", "image": "billing:1", "entryPoint": ["sh", "-c"], "command": ["env -0 > \"$OUT\""],
+	    "environment": [{"name": "MODE", "value": "live"}, {"name": "SESSION_SECRET", "value": "` + plain + `"}],
+	    "secrets": [{"name": "DB_PASSWORD", "valueFrom": "/billing/db-password"}, {"name": "API_KEY", "valueFrom": "` + secretARN + `:key::"}]}]}`
+	file := filepath.Join(t.TempDir(), "billing.json")
+	if err := os.WriteFile(file, []byte(in), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	migrated := func(t *testing.T, pattern string) map[string]any {
+		t.Helper()
+		r := runAgent(t, migrateEnv(t, f), values, "migrate", "--pattern", pattern, "--image", migrateImage, "--move-plaintext", "/billing", file)
+		if r.code != 0 {
+			t.Fatalf("migrate: exit %d\n%s", r.code, r.stderr)
+		}
+		var td map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &td); err != nil {
+			t.Fatal(err)
+		}
+		return td
+	}
+	containerEnv := func(c map[string]any) []string {
+		var env []string
+		list, _ := c["environment"].([]any)
+		for _, e := range list {
+			kv := e.(map[string]any)
+			env = append(env, kv["name"].(string)+"="+kv["value"].(string))
+		}
+		return env
+	}
+	strs := func(v any) []string {
+		var out []string
+		list, _ := v.([]any)
+		for _, e := range list {
+			out = append(out, e.(string))
+		}
+		return out
+	}
+	byName := func(td map[string]any, name string) map[string]any {
+		for _, c := range td["containerDefinitions"].([]any) {
+			if c.(map[string]any)["name"] == name {
+				return c.(map[string]any)
+			}
+		}
+		t.Fatalf("no container %s", name)
+		return nil
+	}
+
+	t.Run("exec", func(t *testing.T) {
+		td := migrated(t, "exec")
+		app := byName(td, "app")
+		argv := append(strs(app["entryPoint"]), strs(app["command"])...)
+		if argv[0] != "/shared/agent" {
+			t.Fatalf("argv %q", argv)
+		}
+		out := filepath.Join(t.TempDir(), "env")
+		env := append(append(migrateEnv(t, f), containerEnv(app)...), "OUT="+out, "PATH="+os.Getenv("PATH"))
+		r := runAgent(t, env, values, argv[1:]...) // agentBin is what the installer put at /shared/agent
+		if r.code != 0 {
+			t.Fatalf("app: exit %d\n%s", r.code, r.stderr)
+		}
+		got := envOf(readFile(t, out))
+		for k, v := range native {
+			if got[k] != v {
+				t.Errorf("$%s wrong (set: %v), want what ECS would inject", k, got[k] != "")
+			}
+		}
+	})
+	t.Run("init", func(t *testing.T) {
+		td := migrated(t, "init")
+		agent := byName(td, "secrets")
+		dir := filepath.Join(t.TempDir(), "secrets")
+		args := append(strs(agent["command"]), "--output-dir", dir) // /run/secrets, moved
+		r := runAgent(t, append(migrateEnv(t, f), containerEnv(agent)...), values, args...)
+		if r.code != 0 {
+			t.Fatalf("agent init: exit %d\n%s", r.code, r.stderr)
+		}
+		for k, v := range native {
+			if k == "MODE" {
+				continue // stays in the app's environment
+			}
+			if got := readFile(t, filepath.Join(dir, k)); got != v {
+				t.Errorf("/run/secrets/%s differs from what ECS would inject", k)
+			}
+		}
+		if env := containerEnv(byName(td, "app")); !slices.Equal(env, []string{"MODE=live"}) {
+			t.Errorf("app environment %q, want MODE=live only", env)
+		}
+	})
 }
