@@ -466,7 +466,8 @@ func watcher(raw map[string]any, opt Options) *Result {
 		cmd = append(cmd, "--service", s)
 	}
 	defs, _ := containers(raw)
-	def := agentDef(map[string]any{"memory": true}, defs, "watch", opt.Image)
+	// The watcher is Fargate with task memory: no container limit needed.
+	def := agentDef(map[string]any{"memory": "512"}, defs, "watch", opt.Image)
 	def["essential"] = true
 	def["command"] = cmd
 	def["healthCheck"] = map[string]any{
