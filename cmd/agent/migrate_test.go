@@ -327,3 +327,26 @@ func TestMigrateResultGivesNativeValues(t *testing.T) {
 		}
 	})
 }
+
+// TestMigrateRerunWritesSamePolicy: on its own output migrate still writes
+// the policy (from the agent's AGENT_CONFIG), so a pipeline can rerun it.
+func TestMigrateRerunWritesSamePolicy(t *testing.T) {
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "p1.json"), filepath.Join(dir, "p2.json")
+	r := runAgent(t, nil, nil, "migrate", "--pattern", "exec", "--image", migrateImage, "--region", migrateRegion, "--policy-out", first, migrateOrders)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	out := filepath.Join(dir, "migrated.json")
+	if err := os.WriteFile(out, []byte(r.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r2 := runAgent(t, nil, nil, "migrate", "--pattern", "exec", "--image", migrateImage, "--region", migrateRegion, "--policy-out", second, out)
+	if r2.code != 0 || r2.stdout != r.stdout {
+		t.Fatalf("rerun: exit %d, output changed %v\n%s", r2.code, r2.stdout != r.stdout, r2.stderr)
+	}
+	p1, p2 := readFile(t, first), readFile(t, second)
+	if p1 != p2 || !strings.Contains(p1, "parameter/orders/prod/redis-auth") || !strings.Contains(p1, "secretsmanager:DescribeSecret") {
+		t.Errorf("policies differ or miss the secrets:\n%s\n%s", p1, p2)
+	}
+}

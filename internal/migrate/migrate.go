@@ -119,8 +119,10 @@ func Migrate(td *taskdef.TaskDef, opt Options) (*Result, error) {
 		if len(apps) > 0 {
 			return nil, errorf("container %q already runs the agent, and container %q still has native secrets: migrate does not merge into an existing agent; move them into its AGENT_CONFIG by hand, or migrate the task definition without the agent", agent, name(apps[0]))
 		}
-		return &Result{TaskDef: td.Raw, Unchanged: true, Command: agentCommand(opt.Pattern),
-			Notes: []string{fmt.Sprintf("container %q already runs the agent and no container has native secrets: nothing to change", agent)}}, nil
+		r := &Result{TaskDef: td.Raw, Unchanged: true, Command: agentCommand(opt.Pattern),
+			Notes: []string{fmt.Sprintf("container %q already runs the agent and no container has native secrets: nothing to change", agent)}}
+		existing(defs, opt.Image, r)
+		return r, nil
 	}
 	if len(apps) == 0 {
 		return nil, errorf("no container has secrets to move: nothing to migrate")
@@ -144,6 +146,37 @@ func Migrate(td *taskdef.TaskDef, opt Options) (*Result, error) {
 		r.Notes = append(r.Notes, "the agent reads the secrets with the task role, not the execution role: attach the --policy-out policy to it")
 	}
 	return r, nil
+}
+
+// existing reads the agent's command and AGENT_CONFIG secrets into r, so a
+// rerun can still write the policy; with the secrets in flags or a file,
+// r.Secrets stays empty.
+func existing(defs []map[string]any, image string, r *Result) {
+	for _, c := range defs {
+		if agentContainer([]map[string]any{c}, image) == "" {
+			continue
+		}
+		ep, _ := strs(c["entryPoint"])
+		cmd, _ := strs(c["command"])
+		switch {
+		case len(ep) >= 2 && ep[1] == "exec":
+			r.Command = "exec"
+		case len(cmd) > 0 && (cmd[0] == "init" || cmd[0] == "run"):
+			r.Command = cmd[0]
+		}
+		envList, _ := c["environment"].([]any)
+		for _, e := range envList {
+			kv, _ := e.(map[string]any)
+			if kv == nil || kv["name"] != "AGENT_CONFIG" {
+				continue
+			}
+			v, _ := kv["value"].(string)
+			var f config.File
+			if config.Decode([]byte(v), &f) == nil {
+				r.Secrets = f.Secrets
+			}
+		}
+	}
 }
 
 func agentCommand(pattern string) string {

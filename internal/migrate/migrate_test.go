@@ -291,6 +291,10 @@ func TestMigrateFilesPatterns(t *testing.T) {
 				if !res2.Unchanged || !bytes.Equal(out2, out) {
 					t.Errorf("second run changed the output (unchanged=%v):\n%s", res2.Unchanged, out2)
 				}
+				// ... and still knows the secrets and command, for the policy.
+				if res2.Command != p.command || !reflect.DeepEqual(res2.Secrets, res.Secrets) {
+					t.Errorf("second run: command %q secrets %v, want %q %v", res2.Command, res2.Secrets, p.command, res.Secrets)
+				}
 			})
 		}
 	}
@@ -344,6 +348,9 @@ func TestMigrateExec(t *testing.T) {
 	res2, out2 := run(t, out, Options{Pattern: Exec, Image: image})
 	if !res2.Unchanged || !bytes.Equal(out2, out) {
 		t.Errorf("second run changed the output:\n%s", out2)
+	}
+	if res2.Command != "exec" || !reflect.DeepEqual(res2.Secrets, res.Secrets) {
+		t.Errorf("second run: command %q secrets %v", res2.Command, res2.Secrets)
 	}
 }
 
