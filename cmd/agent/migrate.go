@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/lint"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/migrate"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/policy"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/taskdef"
@@ -82,6 +84,14 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	}
 
 	var moves []migrate.Move
+	var plainNotes []string
+	if *prefix == "" && opt.Pattern != migrate.Watch {
+		for _, f := range lint.Check(name, td) {
+			if strings.HasPrefix(f.RuleID, "ESA10") {
+				plainNotes = append(plainNotes, fmt.Sprintf("container %q %s: %s stays in plaintext; --move-plaintext PREFIX moves it to Parameter Store", f.Container, f.Path, f.RuleID))
+			}
+		}
+	}
 	if *prefix != "" {
 		if moves, err = migrate.FindPlaintext(td, *prefix); err != nil {
 			return usageErr(stderr, "migrate: %s: %v", name, err)
@@ -136,7 +146,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 			return &exitError{code: exitFailed, msg: err.Error()}
 		}
 	}
-	for _, n := range res.Notes {
+	for _, n := range append(res.Notes, plainNotes...) {
 		fmt.Fprintln(stderr, "note:", n)
 	}
 	_, err = stdout.Write(out)

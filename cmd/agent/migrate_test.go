@@ -67,6 +67,8 @@ func TestMigrateSidecarGolden(t *testing.T) {
 	}
 	const notes = `note: container "orders-api": its secrets are now files, no longer environment variables: point the app at /run/secrets/JWT_SIGNING_KEY, /run/secrets/REDIS_AUTH (or set NAME_FILE variables where the image reads them)
 note: the agent reads the secrets with the task role, not the execution role: attach the --policy-out policy to it
+note: container "orders-api" containerDefinitions[0].environment[2]: ESA101 stays in plaintext; --move-plaintext PREFIX moves it to Parameter Store
+note: container "orders-api" containerDefinitions[0].environment[3]: ESA102 stays in plaintext; --move-plaintext PREFIX moves it to Parameter Store
 `
 	if r.stderr != notes {
 		t.Errorf("stderr\n got %s\nwant %s", r.stderr, notes)
