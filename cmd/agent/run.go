@@ -59,6 +59,8 @@ commands:
             agent watch --cluster C --service S [--service S2 ...]
   check     validate the configuration only; no AWS call
   lint      check task definitions for plaintext secrets and agent wiring: agent lint FILE... (- for stdin)
+  migrate   rewrite a task definition to use the agent: agent migrate --pattern
+            init|sidecar|exec|watch --image IMAGE FILE (- for stdin)
   version   print the version
 
 run "agent COMMAND -h" for the flags of a command.
@@ -89,6 +91,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runCheck(args, getenv, stdout, stderr)
 	case "lint":
 		return runLint(args, os.Stdin, stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, args, getenv, os.Stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "ecs-secrets-agent %s\n", version)
 		return nil
