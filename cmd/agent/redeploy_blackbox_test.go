@@ -43,20 +43,7 @@ func TestWatchAndSidecarsRedeployOncePerRotation(t *testing.T) {
 	f.fake.SetECSLatency("UpdateService", 1500*time.Millisecond)
 
 	watcher := startWatcher(t, f.fake.Env(region), "--cluster", "prod", "--service", "web", "--interval", "1s")
-	conf, _ := json.Marshal(secretCfg{"secrets": []secretCfg{{"name": "DB", "valueFrom": "/db"}},
-		"refresh": secretCfg{"interval": "1s", "jitter": "300ms"}, "onChange": []secretCfg{{"redeploy": secretCfg{}}}})
-	var agents []*sidecar
-	for i := range 5 {
-		meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			fmt.Fprintf(w, `{"Cluster":"arn:aws:ecs:%s:111122223333:cluster/prod","TaskARN":"arn:aws:ecs:%s:111122223333:task/prod/task%d","ServiceName":"web"}`, region, region, i)
-		}))
-		t.Cleanup(meta.Close)
-		env := append(f.fake.Env(region), "AGENT_CONFIG="+string(conf), "ECS_CONTAINER_METADATA_URI_V4="+meta.URL+"/v4")
-		agents = append(agents, startSidecar(t, env, "--output-dir", fmt.Sprintf("%s-%d", f.out, i)))
-	}
-	for _, a := range agents {
-		eventually(t, "ready", 30*time.Second, func() bool { code, _ := a.get(t, "/readyz"); return code == 200 })
-	}
+	agents := startRedeploySidecars(t, f, 5, "300ms")
 	eventually(t, "the watcher's baseline", 30*time.Second, func() bool { return strings.Contains(watcher.logs(), `"msg":"task definition read"`) })
 	before := f.fake.Calls("DescribeServices")
 	eventually(t, "two watcher cycles", 30*time.Second, func() bool { return f.fake.Calls("DescribeServices") >= before+2 })

@@ -136,21 +136,7 @@ func TestRunRedeployActionElectsOneTask(t *testing.T) {
 	f.fake.PutParameter(region, "/db", f.value("db"), true)
 	f.fake.CreateService(region, "prod", "web", taskDef(f, "web", "/db"))
 	f.fake.SetECSLatency("UpdateService", 1500*time.Millisecond)
-	conf, _ := json.Marshal(secretCfg{"secrets": []secretCfg{{"name": "DB", "valueFrom": "/db"}},
-		"refresh": secretCfg{"interval": "1s", "jitter": "500ms"}, "onChange": []secretCfg{{"redeploy": secretCfg{}}}})
-	var agents []*sidecar
-	for i := range 3 {
-		meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			fmt.Fprintf(w, `{"Cluster":"arn:aws:ecs:%s:111122223333:cluster/prod","TaskARN":"arn:aws:ecs:%s:111122223333:task/prod/task%d","ServiceName":"web"}`, region, region, i)
-		}))
-		t.Cleanup(meta.Close)
-		env := append(f.fake.Env(region), "AGENT_CONFIG="+string(conf), "ECS_CONTAINER_METADATA_URI_V4="+meta.URL+"/v4")
-		out := fmt.Sprintf("%s-%d", f.out, i)
-		agents = append(agents, startSidecar(t, env, "--output-dir", out))
-	}
-	for _, a := range agents {
-		eventually(t, "ready", 30*time.Second, func() bool { code, _ := a.get(t, "/readyz"); return code == 200 })
-	}
+	agents := startRedeploySidecars(t, f, 3, "500ms")
 	f.fake.PutParameter(region, "/db", f.value("db2"), true)
 	eventually(t, "a redeploy", 30*time.Second, func() bool { return f.fake.Calls("UpdateService") >= 1 })
 	// Every task has seen the change and had time to race (UpdateService takes 1.5s).
@@ -176,4 +162,26 @@ func TestRunRedeployActionElectsOneTask(t *testing.T) {
 		a.stop(t)
 		assertNoSecrets(t, "stderr", a.logs(), f.secrets)
 	}
+}
+
+// startRedeploySidecars starts n sidecars of service prod/web, each a task
+// of its own (its own metadata endpoint and task ARN) whose only action is
+// the in-task redeploy of secret DB (/db), and waits until all are ready.
+func startRedeploySidecars(t *testing.T, f *fixture, n int, jitter string) []*sidecar {
+	t.Helper()
+	conf, _ := json.Marshal(secretCfg{"secrets": []secretCfg{{"name": "DB", "valueFrom": "/db"}},
+		"refresh": secretCfg{"interval": "1s", "jitter": jitter}, "onChange": []secretCfg{{"redeploy": secretCfg{}}}})
+	var agents []*sidecar
+	for i := range n {
+		meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, `{"Cluster":"arn:aws:ecs:%s:111122223333:cluster/prod","TaskARN":"arn:aws:ecs:%s:111122223333:task/prod/task%d","ServiceName":"web"}`, region, region, i)
+		}))
+		t.Cleanup(meta.Close)
+		env := append(f.fake.Env(region), "AGENT_CONFIG="+string(conf), "ECS_CONTAINER_METADATA_URI_V4="+meta.URL+"/v4")
+		agents = append(agents, startSidecar(t, env, "--output-dir", fmt.Sprintf("%s-%d", f.out, i)))
+	}
+	for _, a := range agents {
+		eventually(t, "ready", 30*time.Second, func() bool { code, _ := a.get(t, "/readyz"); return code == 200 })
+	}
+	return agents
 }
