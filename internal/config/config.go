@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -68,6 +69,9 @@ type RefreshJSON struct {
 	Interval string `json:"interval"`
 	Jitter   string `json:"jitter"`
 	MaxStale string `json:"maxStale"`
+	// Feed is the change feed's URL (docs/FEED.md): while it answers, the
+	// agent makes no polling calls to AWS.
+	Feed string `json:"feed"`
 }
 
 // Flags are the command-line values that take part in the merge. Empty means
@@ -77,6 +81,7 @@ type Flags struct {
 	Secrets     []string // NAME=VALUEFROM
 	OutputDir   string
 	Interval    string
+	Feed        string // --feed: refresh.feed
 	MetricsAddr string
 }
 
@@ -92,6 +97,7 @@ type Settings struct {
 	Interval    time.Duration
 	Jitter      time.Duration
 	MaxStale    time.Duration // not ready when a secret has been stale longer
+	Feed        string        // the change feed's URL; "" polls AWS directly
 	OnChange    []Action
 	MetricsAddr string
 	Source      string // where the JSON came from, for logs: a path, "AGENT_CONFIG" or ""
@@ -167,6 +173,12 @@ func Load(flags Flags, getenv func(string) string) (*Settings, error) {
 			f.Refresh = &RefreshJSON{}
 		}
 		f.Refresh.Interval = flags.Interval
+	}
+	if flags.Feed != "" {
+		if f.Refresh == nil {
+			f.Refresh = &RefreshJSON{}
+		}
+		f.Refresh.Feed = flags.Feed
 	}
 	if flags.MetricsAddr != "" {
 		f.MetricsAddr = flags.MetricsAddr
@@ -434,6 +446,29 @@ func (f *File) validateRefresh(s *Settings) error {
 		if s.MaxStale < s.Interval {
 			return errorf("refresh.maxStale: %s is shorter than the interval %s: every failed refresh would make the agent unready", s.MaxStale, s.Interval)
 		}
+	}
+	if f.Refresh.Feed != "" {
+		if err := checkFeedURL(f.Refresh.Feed); err != nil {
+			return err
+		}
+		s.Feed = f.Refresh.Feed
+	}
+	return nil
+}
+
+// checkFeedURL accepts http(s)://HOST[:PORT][/PREFIX]: the feed serves no
+// secret, so plain HTTP inside the VPC is the expected case.
+func checkFeedURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return errorf("refresh.feed: not a URL (%s)", redactRawURL(raw))
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errorf("refresh.feed: %s: want http://HOST:PORT (the address agent watch --feed-addr serves)", redactRawURL(raw))
+	case u.Host == "":
+		return errorf("refresh.feed: %s has no host", redactRawURL(raw))
+	case u.RawQuery != "" || u.Fragment != "":
+		return errorf("refresh.feed: %s: no query or fragment, please", redactRawURL(raw))
 	}
 	return nil
 }

@@ -125,6 +125,9 @@ func TestLoadErrors(t *testing.T) {
 		{"template same destination", Flags{}, `{"secrets":[` + ok + `],"templates":[{"template":"x","destination":"A"}]}`, `templates[0].destination: "A" is also written by secrets[0].file`},
 		{"interval", Flags{}, `{"secrets":[` + ok + `],"refresh":{"interval":"5 minutes"}}`, `refresh.interval: "5 minutes" is not a duration ("30s", "5m")`},
 		{"interval too short", Flags{Interval: "500ms"}, `{"secrets":[` + ok + `]}`, `refresh.interval: 500ms is below the minimum of 1s`},
+		{"feed not http", Flags{}, `{"secrets":[` + ok + `],"refresh":{"feed":"watcher:8080"}}`, `refresh.feed: "watcher:8080": want http://HOST:PORT (the address agent watch --feed-addr serves)`},
+		{"feed flag without host", Flags{Feed: "http:///x"}, `{"secrets":[` + ok + `]}`, `refresh.feed: "http:///x" has no host`},
+		{"feed with query", Flags{}, `{"secrets":[` + ok + `],"refresh":{"feed":"http://w:1/?token=hunter2"}}`, `refresh.feed: "http://w:1/?token=xxxxx": no query or fragment, please`},
 		{"jitter too big", Flags{}, `{"secrets":[` + ok + `],"refresh":{"interval":"10s","jitter":"10s"}}`, `refresh.jitter: 10s must be less than the interval 10s`},
 		{"maxStale too short", Flags{}, `{"secrets":[` + ok + `],"refresh":{"interval":"1m","maxStale":"30s"}}`, `refresh.maxStale: 30s is shorter than the interval 1m0s: every failed refresh would make the agent unready`},
 		{"two actions in one", Flags{}, `{"secrets":[` + ok + `],"onChange":[{"signal":{},"http":{"url":"http://x"}}]}`, `onChange[0]: want exactly one of signal, http, redeploy, restart; got 2 (http, signal)`},
@@ -283,5 +286,36 @@ func TestOnChangeParsedOnce(t *testing.T) {
 	}
 	if r := a[6].Restart; r == nil || r.GracePeriod != 30*time.Second {
 		t.Errorf("[6] = %+v", r)
+	}
+}
+
+func TestFeedFromFileAndFlag(t *testing.T) {
+	ok := `{"name":"A","valueFrom":"/a"}`
+	for _, tc := range []struct {
+		name, json string
+		flags      Flags
+		want       string
+		refreshSet bool
+	}{
+		{"file", `{"secrets":[` + ok + `],"refresh":{"feed":"http://feed.internal:8081"}}`, Flags{}, "http://feed.internal:8081", true},
+		{"flag overrides", `{"secrets":[` + ok + `],"refresh":{"feed":"http://a:1"}}`, Flags{Feed: "http://b:2"}, "http://b:2", true},
+		{"flag alone turns refresh on", `{"secrets":[` + ok + `]}`, Flags{Feed: "https://b:2/prefix"}, "https://b:2/prefix", true},
+		{"none", `{"secrets":[` + ok + `]}`, Flags{}, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			getenv := func(k string) string {
+				if k == "AGENT_CONFIG" {
+					return tc.json
+				}
+				return ""
+			}
+			s, err := Load(tc.flags, getenv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Feed != tc.want || s.RefreshSet != tc.refreshSet {
+				t.Errorf("Feed %q RefreshSet %v, want %q %v", s.Feed, s.RefreshSet, tc.want, tc.refreshSet)
+			}
+		})
 	}
 }

@@ -13,6 +13,12 @@ type Watch struct {
 	Interval    string         `json:"interval"`
 	DryRun      bool           `json:"dryRun"`
 	MetricsAddr string         `json:"metricsAddr"`
+	// FeedAddr is where to serve the change feed (docs/FEED.md); "" serves
+	// none.
+	FeedAddr string `json:"feedAddr"`
+	// EventsQueue is the SQS queue URL of Parameter Store and Secrets
+	// Manager change events; "" polls only.
+	EventsQueue string `json:"eventsQueue"`
 }
 
 // WatchService is one service agent watch watches. Region "" means the

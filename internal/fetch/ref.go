@@ -354,3 +354,10 @@ func badChar(s, extra string) (rune, bool) {
 	}
 	return 0, false
 }
+
+// ValidRegion reports whether s has the shape of an AWS region name.
+func ValidRegion(s string) bool { return regionRE.MatchString(s) }
+
+// Pinned reports whether r names one fixed version ("name:3", a version
+// id), which can never change and is never polled.
+func Pinned(r Ref) bool { return pinned(r) }

@@ -32,6 +32,17 @@ type Metrics struct {
 	filesWritten *prometheus.CounterVec
 	pending      prometheus.Gauge
 	renderFail   prometheus.Gauge
+	reg          prometheus.Registerer
+}
+
+// Registerer is the registry the metrics were registered with, for the
+// parts that own metrics of their own (the change feed); nil for a nil
+// *Metrics or one made with a nil registry.
+func (m *Metrics) Registerer() prometheus.Registerer {
+	if m == nil {
+		return nil
+	}
+	return m.reg
 }
 
 // New registers the agent's metrics with reg (it panics, as MustRegister
@@ -59,6 +70,7 @@ func New(reg prometheus.Registerer, version string, ready func() bool) *Metrics 
 	}
 
 	m := &Metrics{
+		reg: reg,
 		apiRequests: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "api_requests_total",
