@@ -300,7 +300,7 @@ func rolePolicies(t *testing.T, s *stack, role string) map[string]any {
 		}
 	}
 	// The order agent policy prints them in.
-	rank := []string{"WatchServices", "WatchTaskDefinitions", "WatchParameters", "WatchSecrets", "WatchRedeployLock"}
+	rank := []string{"WatchServices", "WatchTaskDefinitions", "WatchParameters", "WatchSecrets", "WatchRedeployLock", "FeedParameters", "FeedSecrets"}
 	sort.SliceStable(order, func(i, j int) bool { return slices.Index(rank, order[i]) < slices.Index(rank, order[j]) })
 	var stmts []any
 	for _, sid := range order {
@@ -533,13 +533,33 @@ func (s *stack) ref(name string, scope map[string]string) (any, error) {
 }
 
 func (s *stack) getAtt(res, attr string) (any, error) {
-	if _, ok := s.refs[res]; !ok {
+	r, ok := s.resources[res].(map[string]any)
+	if _, known := s.refs[res]; !ok || !known {
 		return nil, fmt.Errorf("Fn::GetAtt %s.%s: no such resource", res, attr)
 	}
-	if attr != "Arn" {
-		return nil, fmt.Errorf("Fn::GetAtt %s.%s: the evaluator knows Arn only", res, attr)
+	switch typ := r["Type"]; {
+	case attr == "Arn" && typ == "AWS::IAM::Role":
+		return "arn:aws:iam::" + testAccount + ":role/" + res, nil
+	case attr == "GroupId" && typ == "AWS::EC2::SecurityGroup":
+		return "sg-" + strings.ToLower(res), nil
+	case attr == "DNSName" && typ == "AWS::ElasticLoadBalancingV2::LoadBalancer":
+		return strings.ToLower(res) + "-0123456789abcdef.elb." + s.region + ".amazonaws.com", nil
 	}
-	return "arn:aws:iam::" + testAccount + ":role/" + res, nil
+	return nil, fmt.Errorf("Fn::GetAtt %s.%s: the evaluator knows a role's Arn, a security group's GroupId and a load balancer's DNSName only", res, attr)
+}
+
+// output evaluates one of the template's Outputs.
+func (s *stack) output(t *testing.T, tmpl map[string]any, name string) any {
+	t.Helper()
+	o, ok := tmpl["Outputs"].(map[string]any)[name].(map[string]any)
+	if !ok {
+		t.Fatalf("no output %s", name)
+	}
+	v, err := s.eval(o["Value"], nil)
+	if err != nil {
+		t.Fatalf("output %s: %v", name, err)
+	}
+	return v
 }
 
 // eval resolves the intrinsic functions in v.
