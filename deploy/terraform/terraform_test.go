@@ -77,10 +77,17 @@ func functions() map[string]function.Function {
 // The module's parts that README.md and the tests rely on.
 const (
 	wantVariables = "agent_image agent_log_configuration agent_user app_container_names container_definitions " +
-		"interval pattern region secrets signal_process task_role_name volume_name watcher"
-	wantOutputs   = "container_definitions pid_mode task_role_arn task_role_policy_json volume_name watcher_service_arn"
-	wantResources = "aws_ecs_service.watcher aws_ecs_task_definition.watcher aws_iam_role.task aws_iam_role.watcher " +
-		"aws_iam_role_policy.task aws_iam_role_policy.watcher"
+		"feed_watcher interval pattern region secrets signal_process task_role_name volume_name watcher"
+	wantOutputs = "container_definitions feed_url feed_watcher_service_arn pid_mode task_role_arn task_role_policy_json " +
+		"volume_name watcher_service_arn"
+	wantResources = "aws_ecs_service.feed_watcher aws_ecs_service.watcher aws_ecs_task_definition.feed_watcher " +
+		"aws_ecs_task_definition.watcher aws_iam_role.feed_watcher aws_iam_role.task aws_iam_role.watcher " +
+		"aws_iam_role_policy.feed_watcher aws_iam_role_policy.task aws_iam_role_policy.watcher " +
+		"aws_iam_role_policy_attachment.feed_watcher aws_lb.feed aws_lb_listener.feed aws_lb_target_group.feed " +
+		"aws_security_group.feed_lb aws_security_group.feed_watchers aws_vpc_security_group_egress_rule.feed_lb_health " +
+		"aws_vpc_security_group_egress_rule.feed_lb_to_watchers aws_vpc_security_group_egress_rule.feed_watchers_out " +
+		"aws_vpc_security_group_ingress_rule.feed_from_agents aws_vpc_security_group_ingress_rule.feed_from_lb " +
+		"aws_vpc_security_group_ingress_rule.feed_health_from_lb aws_vpc_security_group_ingress_rule.feed_metrics_from_prometheus"
 )
 
 // The user's task, as in README.md: an app and a log router that the agent
@@ -638,6 +645,28 @@ func (ev *evaluated) resource(t *testing.T, name, attr string) cty.Value {
 		t.Fatalf("%s.%s: %v", name, attr, diags)
 	}
 	return v
+}
+
+// block evaluates one argument of a resource's nested block (the first of
+// its type).
+func (ev *evaluated) block(t *testing.T, name, typ, attr string) cty.Value {
+	t.Helper()
+	for _, b := range ev.m.resources[name].Blocks {
+		if b.Type != typ {
+			continue
+		}
+		a, ok := b.Body.Attributes[attr]
+		if !ok {
+			t.Fatalf("%s.%s has no argument %s", name, typ, attr)
+		}
+		v, diags := a.Expr.Value(ev.ctx)
+		if diags.HasErrors() {
+			t.Fatalf("%s.%s.%s: %v", name, typ, attr, diags)
+		}
+		return v
+	}
+	t.Fatalf("%s has no %s block", name, typ)
+	return cty.NilVal
 }
 
 func (ev *evaluated) resourceInt(t *testing.T, name, attr string) int {
