@@ -530,8 +530,8 @@ func (b *builder) feed(f Feed) error {
 	}
 	b.partitions.add(b.partition)
 	for _, p := range f.Prefixes {
-		if !prefixRE.MatchString(p) || strings.Trim(p, "/") == "" {
-			return fmt.Errorf("feed prefix %q: want the start of parameter and secret names, like /prod/ (letters, digits and _.-/+=@, no wildcard)", p)
+		if !prefixRE.MatchString(p) || strings.Trim(p, "/") == "" || strings.Contains(p, "//") {
+			return fmt.Errorf("feed prefix %q: want the start of parameter and secret names, like /prod/ (letters, digits and _.-/+=@; no wildcard, no empty level)", p)
 		}
 	}
 	prefixes := f.Prefixes

@@ -568,6 +568,7 @@ func TestBuildErrors(t *testing.T) {
 		{"feed prefix slash", "", Input{Region: "us-east-1", Feed: &Feed{Prefixes: []string{"/"}}}, `feed prefix "/": want the start`},
 		{"feed prefix empty", "", Input{Region: "us-east-1", Feed: &Feed{Prefixes: []string{""}}}, `feed prefix "": want the start`},
 		{"feed prefix space", "", Input{Region: "us-east-1", Feed: &Feed{Prefixes: []string{"/prod /"}}}, `feed prefix "/prod /": want the start`},
+		{"feed prefix empty level", "", Input{Region: "us-east-1", Feed: &Feed{Prefixes: []string{"//prod"}}}, `feed prefix "//prod": want the start`},
 		{"services without watch", bare, Input{Region: "us-east-1", Commands: []string{"run"}, Watch: []Service{{Cluster: "c", Service: "s"}}}, `do not include watch`},
 		{"watch empty service", "", Input{Region: "us-east-1", Watch: []Service{{Cluster: "c"}}}, `service name is empty`},
 		{"watch bad cluster ARN", "", Input{Region: "us-east-1", Watch: []Service{{Cluster: "arn:aws:ecs:us-east-1:111122223333:service/x/y", Service: "s"}}}, `is not a cluster ARN`},
@@ -655,4 +656,37 @@ func TestFeedMetadataOnly(t *testing.T) {
 			t.Errorf("prefixes %q: statements %q, want %q", f.Prefixes, got, want)
 		}
 	}
+}
+
+// FuzzFeedPrefix: a prefix either is refused or becomes exactly one
+// parameter and one secret resource that end in the only wildcard, with
+// the prefix (without its leading /) before it.
+func FuzzFeedPrefix(f *testing.F) {
+	for _, p := range []string{"/prod/", "prod/", "shared-", "/", "", "/prod/*", "a?b", "/a b/", "x@y+z=1.2_3", "//"} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		doc, _, err := Build(Input{Region: "us-east-1", Account: "111122223333", Feed: &Feed{Prefixes: []string{p}}})
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "feed prefix ") {
+				t.Fatalf("prefix %q: error %v", p, err)
+			}
+			return
+		}
+		if strings.ContainsAny(p, "*? \t\n") || strings.Trim(p, "/") == "" || strings.Contains(p, "//") {
+			t.Fatalf("prefix %q accepted", p)
+		}
+		name := strings.TrimPrefix(p, "/")
+		want := []string{
+			"arn:aws:ssm:us-east-1:111122223333:parameter/" + name + "*",
+			"arn:aws:secretsmanager:us-east-1:111122223333:secret:" + name + "*",
+		}
+		var got []string
+		for _, st := range doc.Statement {
+			got = append(got, st.Resource...)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("prefix %q: resources %q, want %q", p, got, want)
+		}
+	})
 }
