@@ -27,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/tdcheck"
 )
 
@@ -55,6 +56,18 @@ func TestAgentTemplate(t *testing.T) {
 		{"sidecar-signal", map[string]string{
 			"Pattern": "sidecar", "Secrets": "DB_PASSWORD=" + param + ",API_KEY=" + secretRef,
 			"ParameterArns": paramARN, "SecretArns": secretARN, "SignalProcess": "nginx", "AgentUser": "0",
+		}},
+		{"sidecar-feed-signal", map[string]string{
+			"Pattern": "sidecar", "Secrets": "DB_PASSWORD=" + param, "ParameterArns": paramARN, "SignalProcess": "nginx", "AgentUser": "0",
+			"FeedUrl": "http://loadbalancer-0123456789abcdef.elb.us-east-1.amazonaws.com:8081",
+		}},
+		{"sidecar-feed", map[string]string{
+			"Pattern": "sidecar", "Secrets": "API_KEY=" + secretRef, "SecretArns": secretARN,
+			"FeedUrl": "http://loadbalancer-0123456789abcdef.elb.us-east-1.amazonaws.com:8081",
+		}},
+		{"init-feed-ignored", map[string]string{
+			"Pattern": "init", "Secrets": "DB_PASSWORD=" + param, "ParameterArns": paramARN,
+			"FeedUrl": "http://loadbalancer-0123456789abcdef.elb.us-east-1.amazonaws.com:8081",
 		}},
 		{"sidecar-secrets-only", map[string]string{
 			"Pattern": "sidecar", "Secrets": "API_KEY=" + secretRef, "SecretArns": secretARN, "CpuArchitecture": "ARM64",
@@ -163,6 +176,26 @@ func checkAgentStack(t *testing.T, agent string, tmpl map[string]any, region str
 		t.Errorf("agent command %q, want %q", agentC.Command, wantCmd)
 	}
 	checkAgentCommand(t, agent, agentC)
+	// A sidecar given FeedUrl asks the feed (refresh.feed); an init
+	// container does not refresh, so it has none.
+	s, err := config.Load(config.Flags{Secrets: strings.Split(params["Secrets"], ",")}, func(k string) string {
+		for _, e := range agentC.Environment {
+			if tdcheck.Deref(e.Name) == k {
+				return tdcheck.Deref(e.Value)
+			}
+		}
+		return ""
+	})
+	wantFeed := params["FeedUrl"]
+	if command == "init" {
+		wantFeed = ""
+	}
+	switch {
+	case err != nil:
+		t.Errorf("agent's configuration: %v", err)
+	case s.Feed != wantFeed:
+		t.Errorf("agent's refresh.feed %q, want %q", s.Feed, wantFeed)
+	}
 
 	role := stack.properties(t, "TaskRole", "AWS::IAM::Role")
 	checkTrust(t, agent, region, role)

@@ -2,11 +2,15 @@ package terraform
 
 import (
 	"encoding/json"
+	"maps"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
@@ -175,5 +179,53 @@ feed_watcher = {
 `)
 	if !diags.HasErrors() || !strings.Contains(diags.Error(), "feed_watcher.desired_count must be 2 or more") {
 		t.Errorf("desired_count 1: diagnostics %v, want the validation's error", diags)
+	}
+}
+
+// TestREADMEFeedExample evaluates deploy/README.md's feed_watcher example
+// (the second ```hcl block under "## Terraform") with the first example's
+// other arguments: the module takes it and creates the feed watchers.
+func TestREADMEFeedExample(t *testing.T) {
+	m := loadModule(t)
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(raw), "## Terraform")
+	args := hcl.Attributes{}
+	for i := range 2 {
+		_, after, ok := strings.Cut(rest, "```hcl\n")
+		src, tail, ok2 := strings.Cut(after, "```")
+		if !ok || !ok2 {
+			t.Fatalf("deploy/README.md: no ```hcl example %d under \"## Terraform\"", i+1)
+		}
+		rest = tail
+		f, diags := hclsyntax.ParseConfig([]byte(src), "README.md", hcl.InitialPos)
+		if diags.HasErrors() {
+			t.Fatalf("README example %d: %v", i+1, diags)
+		}
+		content, _, diags := f.Body.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "module", LabelNames: []string{"name"}}}})
+		if diags.HasErrors() || len(content.Blocks) != 1 {
+			t.Fatalf("README example %d: want one module block: %v", i+1, diags)
+		}
+		attrs, diags := content.Blocks[0].Body.JustAttributes()
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		maps.Copy(args, attrs)
+	}
+	if _, ok := args["feed_watcher"]; !ok {
+		t.Fatal("README's second Terraform example sets no feed_watcher")
+	}
+	delete(args, "source")
+	vars, diags := m.inputs(args)
+	if diags.HasErrors() {
+		t.Fatalf("README feed example's arguments: %v", diags)
+	}
+	ev := m.evaluateVars(t, "eu-west-1", vars)
+	for _, r := range feedResources {
+		if n := ev.resourceInt(t, r, "count"); n != 1 {
+			t.Errorf("%s count %d, want 1", r, n)
+		}
 	}
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/tdcheck"
 )
 
@@ -77,7 +78,7 @@ func functions() map[string]function.Function {
 // The module's parts that README.md and the tests rely on.
 const (
 	wantVariables = "agent_image agent_log_configuration agent_user app_container_names container_definitions " +
-		"feed_watcher interval pattern region secrets signal_process task_role_name volume_name watcher"
+		"feed_url feed_watcher interval pattern region secrets signal_process task_role_name volume_name watcher"
 	wantOutputs = "container_definitions feed_url feed_watcher_service_arn pid_mode task_role_arn task_role_policy_json " +
 		"volume_name watcher_service_arn"
 	wantResources = "aws_ecs_service.feed_watcher aws_ecs_service.watcher aws_ecs_task_definition.feed_watcher " +
@@ -144,6 +145,21 @@ agent_log_configuration = {
   options = { "awslogs-group" = "/ecs/app", "awslogs-region" = "us-east-1", "awslogs-stream-prefix" = "secrets" }
 }
 `, "run", types.PidModeTask, nil},
+		{"sidecar-feed-signal", "us-east-1", `
+signal_process = "nginx"
+agent_user = "0"
+feed_url = "http://feed-0123456789abcdef.elb.us-east-1.amazonaws.com:8081"
+secrets = { DB_PASSWORD = "/prod/db/password" }
+`, "run", types.PidModeTask, nil},
+		{"sidecar-feed", "us-east-1", `
+feed_url = "http://feed-0123456789abcdef.elb.us-east-1.amazonaws.com:8081"
+secrets = { DB_PASSWORD = "/prod/db/password" }
+`, "run", "", nil},
+		{"init-feed-ignored", "us-east-1", `
+pattern = "init"
+feed_url = "http://feed-0123456789abcdef.elb.us-east-1.amazonaws.com:8081"
+secrets = { DB_PASSWORD = "/prod/db/password" }
+`, "init", "", nil},
 		{"sidecar-secrets-manager-only", "us-east-1", `
 secrets = { API_KEY = "arn:aws:secretsmanager:us-east-1:111122223333:secret:prod/api-AbCdEf:key::" }
 `, "run", "", nil},
@@ -192,6 +208,30 @@ secrets = {
 				t.Errorf("agent essential %s: a sidecar is essential, an init container must be allowed to exit", jsonText(t, agentC.Essential))
 			}
 			checkAgentCommand(t, agent, agentC)
+			// A sidecar given feed_url asks the feed; an init container
+			// does not refresh.
+			var flags config.Flags
+			for _, name := range sortedKeys(secrets) {
+				flags.Secrets = append(flags.Secrets, name+"="+secrets[name].AsString())
+			}
+			s, err := config.Load(flags, func(k string) string {
+				for _, e := range agentC.Environment {
+					if tdcheck.Deref(e.Name) == k {
+						return tdcheck.Deref(e.Value)
+					}
+				}
+				return ""
+			})
+			wantFeed := ""
+			if f := vars.GetAttr("feed_url"); tc.command == "run" && !f.IsNull() {
+				wantFeed = f.AsString()
+			}
+			switch {
+			case err != nil:
+				t.Errorf("agent's configuration: %v", err)
+			case s.Feed != wantFeed:
+				t.Errorf("agent's refresh.feed %q, want %q", s.Feed, wantFeed)
+			}
 
 			// The app keeps its own dependency and mount and gets the agent's;
 			// the log router is left as it was.

@@ -40,6 +40,12 @@ variable "signal_process" {
   default     = null
 }
 
+variable "feed_url" {
+  description = "sidecar: the change feed (the feed_url output of a feed_watcher), as refresh.feed: the agent asks it instead of polling AWS, and polls directly while it does not answer; null for none."
+  type        = string
+  default     = null
+}
+
 variable "agent_user" {
   description = "The agent's user; to signal the app it must be the app's UID or 0. null for the image's (65532)."
   type        = string
