@@ -141,10 +141,10 @@ func (c *Client) Hold(reqs []fetch.Request, have map[string]fetch.Result) {
 			delete(c.state, raw)
 		}
 	}
-	_, next := c.request()
-	kick := c.inflight == nil || !maps.Equal(next, c.inflight)
-	c.mu.Unlock()
-	if kick {
+	// Under c.mu, as Run drains kick and sets inflight: a kick is never
+	// left over for a request that already carries these refs.
+	defer c.mu.Unlock()
+	if _, next := c.request(); c.inflight == nil || !maps.Equal(next, c.inflight) {
 		select {
 		case c.kick <- struct{}{}:
 		default:
@@ -201,11 +201,11 @@ func (c *Client) Run(ctx context.Context) {
 	fails := 0
 	var last time.Time
 	for ctx.Err() == nil {
+		c.mu.Lock()
 		select {
 		case <-c.kick:
 		default:
 		}
-		c.mu.Lock()
 		req, sent := c.request()
 		over := len(c.refs) - len(sent)
 		if len(sent) == 0 {
