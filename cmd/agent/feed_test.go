@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,4 +162,43 @@ func TestRunWithFeed(t *testing.T) {
 	stand.mu.Unlock()
 	assertNoSecrets(t, "requests to the feed", sent, f.secrets)
 	assertNoSecrets(t, "stderr", logs, f.secrets)
+}
+
+// TestExecWithFeed: the exec wrapper asks the feed too, and restarts the
+// app with a value the feed reported moved, fetched in one call.
+func TestExecWithFeed(t *testing.T) {
+	f := newFixture(t)
+	f.fake.PutParameter(region, "/rot", f.value("v1"), true)
+	stand := &feedStandIn{versions: map[string]string{"/rot": "1"}, changed: make(chan struct{})}
+	srv := httptest.NewServer(stand)
+	defer srv.Close()
+	conf, _ := json.Marshal(secretCfg{"secrets": []secretCfg{{"name": "ROT", "valueFrom": "/rot"}},
+		"refresh": secretCfg{"interval": "2s", "jitter": "100ms"}, "onChange": []secretCfg{{"restart": secretCfg{"gracePeriod": "5s"}}}})
+	cmd, out, stderr := execAgent(t, append(f.fake.Env(region), "AGENT_CONFIG="+string(conf), "AGENT_TEST_WATCH=ROT"), "--feed", srv.URL)
+	eventually(t, "app started", 30*time.Second, func() bool { return len(appLines(t, out)) == 1 })
+	n := stand.requests()
+	eventually(t, "a feed answer", 10*time.Second, func() bool { return stand.requests() > n })
+	f.fake.ResetCounts()
+	n = stand.requests()
+	eventually(t, "4 more feed requests (2 intervals)", 30*time.Second, func() bool { return stand.requests() >= n+4 })
+	if c := f.fake.Calls("GetParameters"); c != 0 {
+		t.Errorf("%d GetParameters calls while the feed answers, want 0", c)
+	}
+	v2 := f.value("v2")
+	f.fake.PutParameter(region, "/rot", v2, true)
+	stand.set("/rot", "2")
+	eventually(t, "the app restarted with v2", 30*time.Second, func() bool {
+		lines := appLines(t, out)
+		return len(lines) >= 3 && lines[len(lines)-1].value == v2
+	})
+	if log := f.fake.CallLog(); len(log) != 1 || log[0].Op != "GetParameters" || !log[0].WithDecryption {
+		t.Errorf("calls after one reported change: %+v, want one decrypting GetParameters", log)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	stand.mu.Lock()
+	sent := strings.Join(stand.bodies, "\n")
+	stand.mu.Unlock()
+	assertNoSecrets(t, "requests to the feed", sent, f.secrets)
+	assertNoSecrets(t, "stderr", stderr.String(), f.secrets)
 }
