@@ -58,19 +58,20 @@ const (
 type Client struct {
 	o       ClientOptions
 	url     string
-	wait    time.Duration
 	http    *http.Client
 	metrics *metrics.FeedClient
 	moved   chan []string // cap 1; Run is its one sender
 	kick    chan struct{} // cap 1; the refs to ask about changed
 
-	mu       sync.Mutex
-	refs     map[string]*watched // by valueFrom as written; pinned ones excluded
-	inflight map[string]string   // the refs of the request in flight
-	state    map[string]RefState // the feed's last answer, for the refs it was asked about
-	answerAt time.Time
-	source   string // "", "feed" or "direct"
-	warned   map[string]bool
+	mu           sync.Mutex
+	interval     time.Duration       // the loop's, which a reload may change
+	refs         map[string]*watched // by valueFrom as written; pinned ones excluded
+	inflight     map[string]string   // the refs of the request in flight
+	inflightWait string
+	state        map[string]RefState // the feed's last answer, for the refs it was asked about
+	answerAt     time.Time
+	source       string // "", "feed" or "direct"
+	warned       map[string]bool
 }
 
 // watched is one valueFrom and the secrets that use it.
@@ -101,7 +102,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 		o.Rand = rand.Float64
 	}
 	return &Client{
-		o: o, url: strings.TrimSuffix(o.URL, "/") + Path, wait: ClientWait(o.Interval), http: o.HTTP,
+		o: o, url: strings.TrimSuffix(o.URL, "/") + Path, http: o.HTTP, interval: o.Interval,
 		metrics: metrics.NewFeedClient(o.Registerer),
 		moved:   make(chan []string, 1), kick: make(chan struct{}, 1),
 		refs: map[string]*watched{}, state: map[string]RefState{}, warned: map[string]bool{},
@@ -118,9 +119,9 @@ func ClientWait(interval time.Duration) time.Duration {
 // Moved sends the names of secrets whose version the feed says moved.
 func (c *Client) Moved() <-chan []string { return c.moved }
 
-// Hold records the secrets the agent keeps and the version it holds of
-// each; a change of what to ask the feed re-asks at once.
-func (c *Client) Hold(reqs []fetch.Request, have map[string]fetch.Result) {
+// Hold records the agent's interval, the secrets it keeps and the version
+// it holds of each; a change of what to ask the feed re-asks at once.
+func (c *Client) Hold(interval time.Duration, reqs []fetch.Request, have map[string]fetch.Result) {
 	refs := map[string]*watched{}
 	for _, r := range reqs {
 		if pinned(r.Ref) {
@@ -135,6 +136,9 @@ func (c *Client) Hold(reqs []fetch.Request, have map[string]fetch.Result) {
 		w.held = append(w.held, have[r.Name].Version)
 	}
 	c.mu.Lock()
+	if interval > 0 {
+		c.interval = interval
+	}
 	c.refs = refs
 	for raw := range c.state {
 		if refs[raw] == nil {
@@ -144,7 +148,7 @@ func (c *Client) Hold(reqs []fetch.Request, have map[string]fetch.Result) {
 	// Under c.mu, as Run drains kick and sets inflight: a kick is never
 	// left over for a request that already carries these refs.
 	defer c.mu.Unlock()
-	if _, next := c.request(); c.inflight == nil || !maps.Equal(next, c.inflight) {
+	if next, _ := c.request(); c.inflight == nil || next.Wait != c.inflightWait || !maps.Equal(next.Refs, c.inflight) {
 		select {
 		case c.kick <- struct{}{}:
 		default:
@@ -164,11 +168,11 @@ func (c *Client) Covered(r fetch.Request, version string) bool {
 	defer c.mu.Unlock()
 	st, ok := c.state[r.Ref.Raw]
 	// A negative, NaN or huge age is a feed's lie or bug: not covered.
-	if !ok || st.Version == "" || st.Error != "" || st.Version != version || !(st.Age >= 0 && st.Age <= c.o.Interval.Seconds()) {
+	if !ok || st.Version == "" || st.Error != "" || st.Version != version || !(st.Age >= 0 && st.Age <= c.interval.Seconds()) {
 		return false
 	}
 	age := time.Duration(st.Age*float64(time.Second)) + c.o.Now().Sub(c.answerAt)
-	return age <= c.o.Interval
+	return age <= c.interval
 }
 
 // request builds the next request from what the loop holds: for each
@@ -176,7 +180,7 @@ func (c *Client) Covered(r fetch.Request, version string) bool {
 // the protocol's limits (count or body size) are left out, in a stable
 // order, and polled directly by the loop. c.mu is held.
 func (c *Client) request() (Request, map[string]string) {
-	req := Request{Region: c.o.Region, Wait: c.wait.String(), Refs: map[string]string{}}
+	req := Request{Region: c.o.Region, Wait: ClientWait(c.interval).String(), Refs: map[string]string{}}
 	size := len(Encode(req))
 	for _, raw := range slices.Sorted(maps.Keys(c.refs)) {
 		v := c.refs[raw].held[0]
@@ -208,10 +212,10 @@ func (c *Client) Run(ctx context.Context) {
 		}
 		req, sent := c.request()
 		over := len(c.refs) - len(sent)
+		interval := c.interval
+		c.inflight, c.inflightWait = sent, req.Wait
 		if len(sent) == 0 {
 			c.inflight = nil
-		} else {
-			c.inflight = sent
 		}
 		c.mu.Unlock()
 		if len(sent) == 0 {
@@ -231,7 +235,7 @@ func (c *Client) Run(ctx context.Context) {
 			}
 		}
 		last = c.o.Now()
-		resp, reason, err := c.ask(ctx, req)
+		resp, reason, err := c.ask(ctx, req, ClientWait(interval))
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -239,7 +243,7 @@ func (c *Client) Run(ctx context.Context) {
 		case err != nil:
 			fails++
 			c.failed(reason, err)
-			d := min(time.Second<<min(fails-1, 16), min(c.o.Interval, maxBackoff))
+			d := min(time.Second<<min(fails-1, 16), min(interval, maxBackoff))
 			d = d/2 + time.Duration(c.o.Rand()*float64(d/2))
 			if ra := retryAfter(err); ra > 0 {
 				d = max(d, min(ra, maxBackoff))
@@ -275,8 +279,8 @@ var errSilent = errors.New("silent past its wait")
 
 // ask sends one request and reads the answer. A failure's reason is one
 // of metrics.FeedErrorReasons.
-func (c *Client) ask(ctx context.Context, req Request) (*Response, string, error) {
-	rctx, cancel := context.WithTimeoutCause(ctx, c.wait+silentGrace, errSilent)
+func (c *Client) ask(ctx context.Context, req Request, wait time.Duration) (*Response, string, error) {
+	rctx, cancel := context.WithTimeoutCause(ctx, wait+silentGrace, errSilent)
 	defer cancel()
 	kctx, kcancel := context.WithCancelCause(rctx)
 	defer kcancel(nil)
@@ -297,7 +301,7 @@ func (c *Client) ask(ctx context.Context, req Request) (*Response, string, error
 		case errors.Is(cause, errKicked):
 			return nil, "", errKicked
 		case errors.Is(cause, errSilent):
-			return fail("timeout", "no answer within %s (the request's wait + %s)", c.wait+silentGrace, silentGrace)
+			return fail("timeout", "no answer within %s (the request's wait + %s)", wait+silentGrace, silentGrace)
 		}
 		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 			return fail("timeout", "%v", err)
@@ -380,15 +384,16 @@ func (c *Client) answered(resp *Response, sent map[string]string) {
 	}
 	was := c.source
 	c.source = "feed"
+	interval := c.interval
 	c.mu.Unlock()
 
 	if was != "feed" {
 		c.metrics.SetSource(true)
 		c.o.Log.Info("change feed answering; polling AWS only for the secrets it does not cover", "feed", c.o.URL)
 	}
-	if d, _ := time.ParseDuration(resp.Interval); d > c.o.Interval {
+	if d, _ := time.ParseDuration(resp.Interval); d > interval {
 		c.warnOnce("interval", "the change feed polls AWS less often than this agent's refresh interval, so its view is too old to cover secrets and the agent polls AWS itself; run the watchers at half the agents' interval or less",
-			"feed_interval", d.String(), "interval", c.o.Interval.String())
+			"feed_interval", d.String(), "interval", interval.String())
 	}
 	if len(moved) > 0 {
 		slices.Sort(moved)

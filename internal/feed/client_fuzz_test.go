@@ -38,7 +38,7 @@ func FuzzParseAnswer(f *testing.F) {
 		reqs := []fetch.Request{{Name: "A", Ref: fetch.Ref{Raw: "/a", Service: fetch.ParameterStore, Parameter: "/a"}},
 			{Name: "B", Ref: fetch.Ref{Raw: "/b", Service: fetch.ParameterStore, Parameter: "/b"}}}
 		have := map[string]fetch.Result{"A": {Version: "1"}, "B": {Version: "1"}}
-		c.Hold(reqs, have)
+		c.Hold(0, reqs, have)
 		c.answered(resp, map[string]string{"/a": "1", "/b": "1"})
 		for _, r := range reqs {
 			st, ok := resp.Refs[r.Ref.Raw]
@@ -78,7 +78,7 @@ func FuzzRequest(f *testing.F) {
 			reqs = append(reqs, fetch.Request{Name: name, Ref: fetch.Ref{Raw: fmt.Sprintf("%s%d", raw, i), Service: fetch.ParameterStore}})
 			have[name] = fetch.Result{Version: version}
 		}
-		c.Hold(reqs, have)
+		c.Hold(0, reqs, have)
 		c.mu.Lock()
 		req, sent := c.request()
 		c.mu.Unlock()

@@ -244,7 +244,7 @@ func TestClientRequestShapeAndVersionsAfterAChange(t *testing.T) {
 		h := newClientHarness(t)
 		h.feed.set("/a", RefState{Version: "1", Age: 1})
 		h.feed.set(dbARN+":password::", RefState{Version: "v1", Age: 1})
-		h.c.Hold(held(t, fourSecrets, map[string]string{"A": "1", "A2": "1", "DB": "v1", "PIN": "3", "PINS": "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111"}))
+		h.hold(held(t, fourSecrets, map[string]string{"A": "1", "A2": "1", "DB": "v1", "PIN": "3", "PINS": "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111"}))
 		synctest.Wait()
 		bodies, _ := h.feed.requests()
 		want := `{"region":"eu-west-1","wait":"5s","refs":{"/a":"1","` + dbARN + `:password::":"v1"}}`
@@ -271,7 +271,7 @@ func TestClientRequestShapeAndVersionsAfterAChange(t *testing.T) {
 			t.Fatalf("requests %q, want a second: %s", bodies, want2)
 		}
 		// The loop catches up: same request, so no new one.
-		h.c.Hold(held(t, fourSecrets, map[string]string{"A": "2", "A2": "2", "DB": "v1", "PIN": "3", "PINS": "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111"}))
+		h.hold(held(t, fourSecrets, map[string]string{"A": "2", "A2": "2", "DB": "v1", "PIN": "3", "PINS": "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111"}))
 		synctest.Wait()
 		if bodies, _ = h.feed.requests(); len(bodies) != 2 {
 			t.Errorf("%d requests after a Hold that changes nothing sent, want 2", len(bodies))
@@ -287,9 +287,9 @@ func TestClientRequestShapeAndVersionsAfterAChange(t *testing.T) {
 func TestClientHoldOfNewRefsAsksAgainAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newClientHarness(t)
-		h.c.Hold(held(t, map[string]string{"A": "/a"}, map[string]string{"A": "1"}))
+		h.hold(held(t, map[string]string{"A": "/a"}, map[string]string{"A": "1"}))
 		time.Sleep(2 * time.Second) // a request is held
-		h.c.Hold(held(t, map[string]string{"A": "/a", "B": "/b"}, map[string]string{"A": "1", "B": "7"}))
+		h.hold(held(t, map[string]string{"A": "/a", "B": "/b"}, map[string]string{"A": "1", "B": "7"}))
 		synctest.Wait()
 		bodies, at := h.feed.requests()
 		if len(bodies) != 2 || bodies[1] != `{"region":"eu-west-1","wait":"5s","refs":{"/a":"1","/b":"7"}}` || at[1].Sub(at[0]) != 2*time.Second {
@@ -360,7 +360,7 @@ func TestClientBacksOffOnErrors(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newClientHarness(t)
 		h.feed.setMode("status")
-		h.c.Hold(held(t, map[string]string{"A": "/a"}, map[string]string{"A": "1"}))
+		h.hold(held(t, map[string]string{"A": "/a"}, map[string]string{"A": "1"}))
 		time.Sleep(30 * time.Second)
 		synctest.Wait()
 		_, at := h.feed.requests()
@@ -392,7 +392,7 @@ func TestClientHonoursRetryAfter(t *testing.T) {
 		h := newClientHarness(t)
 		h.feed.setMode("status")
 		h.feed.retryAfter = "20"
-		h.c.Hold(held(t, map[string]string{"A": "/a"}, map[string]string{"A": "1"}))
+		h.hold(held(t, map[string]string{"A": "/a"}, map[string]string{"A": "1"}))
 		time.Sleep(30 * time.Second)
 		synctest.Wait()
 		_, at := h.feed.requests()
@@ -421,7 +421,7 @@ func TestClientFailureReasons(t *testing.T) {
 				} else {
 					h.feed.setMode(tc.mode)
 				}
-				h.c.Hold(held(t, map[string]string{"A": "/a"}, map[string]string{"A": "1"}))
+				h.hold(held(t, map[string]string{"A": "/a"}, map[string]string{"A": "1"}))
 				if tc.after > 0 {
 					time.Sleep(tc.after - time.Nanosecond)
 					synctest.Wait()
@@ -455,7 +455,7 @@ func TestClientSwitchLines(t *testing.T) {
 			t.Errorf("sources before any answer %s", got)
 		}
 		h.feed.set("/a", RefState{Version: "1"})
-		h.c.Hold(held(t, map[string]string{"A": "/a"}, map[string]string{"A": "1"}))
+		h.hold(held(t, map[string]string{"A": "/a"}, map[string]string{"A": "1"}))
 		time.Sleep(12 * time.Second) // two quiet answers
 		if got := sources(t, h.reg); got != "map[direct:0 feed:1]" {
 			t.Errorf("sources while the feed answers %s", got)
@@ -519,7 +519,7 @@ func TestClientCoverage(t *testing.T) {
 				t.Fatal(err)
 			}
 			reqs, have := held(t, map[string]string{"A": "/a"}, map[string]string{"A": tc.held})
-			c.Hold(reqs, have)
+			c.Hold(0, reqs, have)
 			resp := &Response{Refs: map[string]RefState{}, Interval: "5s"}
 			if tc.state != nil {
 				resp.Refs["/a"] = *tc.state
@@ -552,7 +552,7 @@ func TestClientCoverage(t *testing.T) {
 func TestClientMergesMovesTheLoopHasNotTaken(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newClientHarness(t)
-		h.c.Hold(held(t, map[string]string{"A": "/a", "B": "/b"}, map[string]string{"A": "1", "B": "1"}))
+		h.hold(held(t, map[string]string{"A": "/a", "B": "/b"}, map[string]string{"A": "1", "B": "1"}))
 		time.Sleep(time.Second)
 		h.feed.set("/a", RefState{Version: "2"})
 		time.Sleep(time.Second)
@@ -575,7 +575,7 @@ func TestClientIntervalWarningOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newClientHarness(t)
 		h.feed.interval = "1m0s"
-		h.c.Hold(held(t, map[string]string{"A": "/a"}, map[string]string{"A": "1"}))
+		h.hold(held(t, map[string]string{"A": "/a"}, map[string]string{"A": "1"}))
 		time.Sleep(30 * time.Second) // six answers
 		synctest.Wait()
 		if n := strings.Count(h.logs.String(), `"msg":"the change feed polls AWS less often than this agent's refresh interval`); n != 1 {
@@ -598,7 +598,7 @@ func TestClientRequestLimits(t *testing.T) {
 				refs[name], versions[name] = fmt.Sprintf("/p/%04d", i), "1"
 			}
 			reqs, have := held(t, refs, versions)
-			h.c.Hold(reqs, have)
+			h.c.Hold(0, reqs, have)
 			synctest.Wait()
 			bodies, _ := h.feed.requests()
 			var req Request
@@ -623,7 +623,7 @@ func TestClientRequestLimits(t *testing.T) {
 				refs[name], versions[name] = fmt.Sprintf("/p/%04d/%s", i, strings.Repeat("x", 1000)), "1"
 			}
 			reqs, have := held(t, refs, versions)
-			h.c.Hold(reqs, have)
+			h.c.Hold(0, reqs, have)
 			synctest.Wait()
 			bodies, _ := h.feed.requests()
 			var req Request
@@ -663,7 +663,7 @@ func TestClientSendsNoValue(t *testing.T) {
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
 	reqs, have := held(t, map[string]string{"A": "/a", "DB": dbARN + ":password::"}, map[string]string{"A": "1", "DB": "v1"})
-	c.Hold(reqs, have)
+	c.Hold(0, reqs, have)
 	feed.set("/a", RefState{Version: "2"})
 	select {
 	case got := <-c.Moved():
@@ -674,7 +674,7 @@ func TestClientSendsNoValue(t *testing.T) {
 		t.Fatal("no move over real HTTP")
 	}
 	have["A"] = fetch.Result{Value: secret.FromString("sv-value-of-A-new"), Version: "2"}
-	c.Hold(reqs, have)
+	c.Hold(0, reqs, have)
 	cancel()
 	<-done
 	mu.Lock()
@@ -687,4 +687,32 @@ func TestClientSendsNoValue(t *testing.T) {
 			t.Errorf("a secret value left the client:\n%s", where)
 		}
 	}
+}
+
+// hold is the loop's Hold at the client's own interval.
+func (h *clientHarness) hold(reqs []fetch.Request, have map[string]fetch.Result) {
+	h.c.Hold(0, reqs, have)
+}
+
+func TestClientIntervalFollowsTheLoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newClientHarness(t) // 10s
+		h.feed.set("/a", RefState{Version: "1", Age: 12})
+		// The loop holds 0: the feed answers at once that 1 is current.
+		reqs, have := held(t, map[string]string{"A": "/a"}, map[string]string{"A": "0"})
+		h.c.Hold(0, reqs, have)
+		time.Sleep(2 * time.Second)
+		if h.c.Covered(reqs[0], "1") {
+			t.Error("covered by a view 14s old with a 10s interval")
+		}
+		h.c.Hold(30*time.Second, reqs, have) // a reload to 30s
+		synctest.Wait()
+		bodies, _ := h.feed.requests()
+		if len(bodies) != 3 || !strings.Contains(bodies[1], `"wait":"5s"`) || !strings.Contains(bodies[2], `"wait":"15s"`) {
+			t.Errorf("requests %q: want the held one re-asked at once with wait 15s", bodies)
+		}
+		if !h.c.Covered(reqs[0], "1") {
+			t.Error("not covered by a view 14s old with a 30s interval")
+		}
+	})
 }

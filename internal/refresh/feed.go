@@ -13,10 +13,11 @@ import (
 // polls AWS only for what it does not cover, and it says which secrets
 // moved, so the loop fetches only those.
 type Feed interface {
-	// Hold tells the feed which secrets the loop keeps and the version it
+	// Hold tells the feed the loop's interval (how fresh the feed's view
+	// must be to cover a secret), which secrets it keeps and the version it
 	// holds of each (have's Version; a secret absent from have holds none).
 	// The loop calls it after every fetch, cycle and reload.
-	Hold(reqs []fetch.Request, have map[string]fetch.Result)
+	Hold(interval time.Duration, reqs []fetch.Request, have map[string]fetch.Result)
 	// Covered reports whether the feed vouches, now, that version is the
 	// current one of r: the loop need not poll AWS for it.
 	Covered(r fetch.Request, version string) bool
@@ -38,7 +39,7 @@ func (l *Loop) uncovered(reqs []fetch.Request) []fetch.Request {
 // hold tells the feed what the loop holds now.
 func (l *Loop) hold() {
 	if l.feed != nil {
-		l.feed.Hold(requests(l.settings), l.have)
+		l.feed.Hold(l.settings.Interval, requests(l.settings), l.have)
 	}
 }
 

@@ -19,6 +19,7 @@ type fakeFeed struct {
 	vouch map[string]vouched // by secret name
 	moved chan []string
 	holds []map[string]string // each Hold: name → version held
+	every []time.Duration     // each Hold's interval
 }
 
 type vouched struct {
@@ -45,9 +46,10 @@ func (f *fakeFeed) down() {
 	clear(f.vouch)
 }
 
-func (f *fakeFeed) Hold(reqs []fetch.Request, have map[string]fetch.Result) {
+func (f *fakeFeed) Hold(interval time.Duration, reqs []fetch.Request, have map[string]fetch.Result) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.every = append(f.every, interval)
 	m := map[string]string{}
 	for _, r := range reqs {
 		m[r.Name] = have[r.Name].Version
@@ -67,7 +69,7 @@ func (f *fakeFeed) Moved() <-chan []string { return f.moved }
 func (f *fakeFeed) lastHold() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return fmt.Sprint(f.holds[len(f.holds)-1])
+	return fmt.Sprint(f.holds[len(f.holds)-1], " every ", f.every[len(f.every)-1])
 }
 
 func (f *fakeFeed) holdCount() int {
@@ -101,7 +103,7 @@ func TestFeedCoveringEverySecretMeansNoPoll(t *testing.T) {
 		if got := secretMetric(t, h.reg, "ecs_secrets_agent_secret_stale", "B"); got != 0 {
 			t.Errorf("secret_stale{B} = %v", got)
 		}
-		if n, last := ff.holdCount(), ff.lastHold(); n != 11 || last != "map[A:1 B:1]" {
+		if n, last := ff.holdCount(), ff.lastHold(); n != 11 || last != "map[A:1 B:1] every 10s" {
 			t.Errorf("%d holds, last %s; want 11 (start and each tick), map[A:1 B:1]", n, last)
 		}
 	})
@@ -149,7 +151,7 @@ func TestFeedMovedFetchesExactlyThoseSecretsOnce(t *testing.T) {
 		if got := secretMetric(t, h.reg, "ecs_secrets_agent_secret_changes_total", "A"); got != 1 {
 			t.Errorf("changes_total{A} = %v", got)
 		}
-		if got := ff.lastHold(); got != "map[A:2 B:1]" {
+		if got := ff.lastHold(); got != "map[A:2 B:1] every 10s" {
 			t.Errorf("feed told %s after the fetch, want map[A:2 B:1]", got)
 		}
 		// Told again of what it holds: nothing to fetch.
@@ -265,13 +267,13 @@ func TestFeedReloadChangesWhatItWatches(t *testing.T) {
 		cfgCh := make(chan *config.Settings)
 		stop := h.running(t, Events{Config: cfgCh})
 		defer stop()
-		if got := ff.lastHold(); got != "map[A:1 B:1]" {
+		if got := ff.lastHold(); got != "map[A:1 B:1] every 10s" {
 			t.Fatalf("after start the feed was told %s", got)
 		}
-		cfgCh <- reloadCfg(t, h, `{"secrets":[{"name":"A","valueFrom":"/a"},{"name":"C","valueFrom":"/c"}],"refresh":{"interval":"10s","jitter":"2s","maxStale":"30s"}}`)
+		cfgCh <- reloadCfg(t, h, `{"secrets":[{"name":"A","valueFrom":"/a"},{"name":"C","valueFrom":"/c"}],"refresh":{"interval":"20s","jitter":"2s","maxStale":"60s"}}`)
 		synctest.Wait()
-		if got := ff.lastHold(); got != "map[A:1 C:1]" {
-			t.Errorf("after the reload the feed was told %s, want map[A:1 C:1]", got)
+		if got := ff.lastHold(); got != "map[A:1 C:1] every 20s" {
+			t.Errorf("after the reload the feed was told %s, want map[A:1 C:1] every 20s", got)
 		}
 		ff.moved <- []string{"B"} // no longer configured
 		synctest.Wait()
