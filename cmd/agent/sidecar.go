@@ -222,6 +222,6 @@ func startFeed(ctx context.Context, s *config.Settings, region string, reg prome
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
-	log.Info("asking the change feed which secrets moved", "feed", s.Feed, "wait", feed.ClientWait(s.Interval).String())
+	log.Info("asking the change feed which secrets moved", "feed", c.URL(), "wait", feed.ClientWait(s.Interval).String())
 	return c, func() { cancel(); <-done }, nil
 }

@@ -58,6 +58,7 @@ const (
 type Client struct {
 	o       ClientOptions
 	url     string
+	shown   string // the URL for logs, a password redacted
 	http    *http.Client
 	metrics *metrics.FeedClient
 	moved   chan []string // cap 1; Run is its one sender
@@ -84,7 +85,7 @@ type watched struct {
 func NewClient(o ClientOptions) (*Client, error) {
 	u, err := url.Parse(o.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("change feed URL %q: want http://HOST:PORT", o.URL)
+		return nil, errors.New("change feed URL: want http://HOST:PORT")
 	}
 	if o.Interval <= 0 {
 		return nil, fmt.Errorf("change feed client: interval %s must be positive", o.Interval)
@@ -102,7 +103,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 		o.Rand = rand.Float64
 	}
 	return &Client{
-		o: o, url: strings.TrimSuffix(o.URL, "/") + Path, http: o.HTTP, interval: o.Interval,
+		o: o, url: strings.TrimSuffix(o.URL, "/") + Path, shown: u.Redacted(), http: o.HTTP, interval: o.Interval,
 		metrics: metrics.NewFeedClient(o.Registerer),
 		moved:   make(chan []string, 1), kick: make(chan struct{}, 1),
 		refs: map[string]*watched{}, state: map[string]RefState{}, warned: map[string]bool{},
@@ -115,6 +116,9 @@ func NewClient(o ClientOptions) (*Client, error) {
 func ClientWait(interval time.Duration) time.Duration {
 	return min(max(interval/2, minWait), maxWait)
 }
+
+// URL is the feed's URL for logs, a password in it redacted.
+func (c *Client) URL() string { return c.shown }
 
 // Moved sends the names of secrets whose version the feed says moved.
 func (c *Client) Moved() <-chan []string { return c.moved }
@@ -389,7 +393,7 @@ func (c *Client) answered(resp *Response, sent map[string]string) {
 
 	if was != "feed" {
 		c.metrics.SetSource(true)
-		c.o.Log.Info("change feed answering; polling AWS only for the secrets it does not cover", "feed", c.o.URL)
+		c.o.Log.Info("change feed answering; polling AWS only for the secrets it does not cover", "feed", c.shown)
 	}
 	if d, _ := time.ParseDuration(resp.Interval); d > interval {
 		c.warnOnce("interval", "the change feed polls AWS less often than this agent's refresh interval, so its view is too old to cover secrets and the agent polls AWS itself; run the watchers at half the agents' interval or less",
@@ -422,12 +426,12 @@ func (c *Client) failed(reason string, err error) {
 	c.source = "direct"
 	c.mu.Unlock()
 	if was == "direct" {
-		c.o.Log.Debug("change feed still not answering", "feed", c.o.URL, "reason", reason, "error", err.Error())
+		c.o.Log.Debug("change feed still not answering", "feed", c.shown, "reason", reason, "error", err.Error())
 		return
 	}
 	c.metrics.SetSource(false)
 	c.o.Log.Warn("change feed not answering; polling AWS directly at the refresh interval for the secrets it no longer covers",
-		"feed", c.o.URL, "reason", reason, "error", err.Error())
+		"feed", c.shown, "reason", reason, "error", err.Error())
 }
 
 func (c *Client) warnOnce(key, msg string, args ...any) {
@@ -436,7 +440,7 @@ func (c *Client) warnOnce(key, msg string, args ...any) {
 	c.warned[key] = true
 	c.mu.Unlock()
 	if !done {
-		c.o.Log.Warn(msg, append([]any{"feed", c.o.URL}, args...)...)
+		c.o.Log.Warn(msg, append([]any{"feed", c.shown}, args...)...)
 	}
 }
 

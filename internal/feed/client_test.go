@@ -716,3 +716,27 @@ func TestClientIntervalFollowsTheLoop(t *testing.T) {
 		}
 	})
 }
+
+func TestClientLogsNoPasswordOfTheURL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logs := &lockedBuffer{}
+		c, err := NewClient(ClientOptions{URL: "http://agent:hunter2@feed.internal:9103", Region: "eu-west-1", Interval: 10 * time.Second,
+			HTTP: &http.Client{Transport: handlerTransport{newStandIn(), new(bool), new(sync.Mutex)}},
+			Log:  slog.New(slog.NewJSONHandler(logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go c.Run(ctx)
+		reqs, have := held(t, map[string]string{"A": "/a"}, map[string]string{"A": "1"})
+		c.Hold(0, reqs, have)
+		time.Sleep(6 * time.Second) // the first answer, at the 5s wait
+		synctest.Wait()
+		if !strings.Contains(logs.String(), `"feed":"http://agent:xxxxx@feed.internal:9103"`) || strings.Contains(logs.String(), "hunter2") || strings.Contains(c.URL(), "hunter2") {
+			t.Errorf("logs:\n%s", logs)
+		}
+		cancel()
+		synctest.Wait()
+	})
+}
