@@ -128,7 +128,7 @@ func (c *Client) Moved() <-chan []string { return c.moved }
 func (c *Client) Hold(interval time.Duration, reqs []fetch.Request, have map[string]fetch.Result) {
 	refs := map[string]*watched{}
 	for _, r := range reqs {
-		if pinned(r.Ref) {
+		if fetch.Pinned(r.Ref) {
 			continue
 		}
 		w := refs[r.Ref.Raw]
@@ -165,11 +165,17 @@ func (c *Client) Hold(interval time.Duration, reqs []fetch.Request, have map[str
 // read it no longer ago than the agent's interval, counting the time since
 // the answer. A pinned reference never changes, so it is always covered.
 func (c *Client) Covered(r fetch.Request, version string) bool {
-	if pinned(r.Ref) {
+	if fetch.Pinned(r.Ref) {
 		return true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.source == "direct" {
+		// The feed is failing: it would not tell a change made since its
+		// last answer, so the next tick polls (a rotation is then seen
+		// within one interval, as without a feed, not two).
+		return false
+	}
 	st, ok := c.state[r.Ref.Raw]
 	// A negative, NaN or huge age is a feed's lie or bug: not covered.
 	if !ok || st.Version == "" || st.Error != "" || st.Version != version || !(st.Age >= 0 && st.Age <= c.interval.Seconds()) {
@@ -442,18 +448,6 @@ func (c *Client) warnOnce(key, msg string, args ...any) {
 	if !done {
 		c.o.Log.Warn(msg, append([]any{"feed", c.shown}, args...)...)
 	}
-}
-
-// pinned is fetch's rule: a version number or a version id never changes,
-// so it is neither polled nor sent to the feed.
-func pinned(r fetch.Ref) bool {
-	switch r.Service {
-	case fetch.ParameterStore:
-		return r.Selector != "" && strings.Trim(r.Selector, "0123456789") == ""
-	case fetch.SecretsManager:
-		return r.VersionID != ""
-	}
-	return false
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -531,6 +531,30 @@ func TestClientCoverage(t *testing.T) {
 			}
 		})
 	}
+	t.Run("nothing covered while the feed fails, covered again once it answers", func(t *testing.T) {
+		now := time.Unix(1700000000, 0)
+		c, err := NewClient(ClientOptions{URL: "http://feed:1", Region: "eu-west-1", Interval: interval, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs, have := held(t, map[string]string{"A": "/a"}, map[string]string{"A": "4"})
+		c.Hold(0, reqs, have)
+		answer := &Response{Refs: map[string]RefState{"/a": {Version: "4", Age: 1}}, Interval: "5s"}
+		c.answered(answer, map[string]string{"/a": "4"})
+		if !c.Covered(reqs[0], "4") {
+			t.Fatal("not covered after a fresh answer")
+		}
+		// A change made after that answer would go untold: the next tick
+		// must poll, not wait for the answer's age to run out.
+		c.failed("unreachable", errors.New("connection refused"))
+		if c.Covered(reqs[0], "4") {
+			t.Error("covered while the feed fails")
+		}
+		c.answered(answer, map[string]string{"/a": "4"})
+		if !c.Covered(reqs[0], "4") {
+			t.Error("not covered once the feed answers again")
+		}
+	})
 	t.Run("pinned, with no feed at all", func(t *testing.T) {
 		c, err := NewClient(ClientOptions{URL: "http://feed:1", Interval: interval})
 		if err != nil {
