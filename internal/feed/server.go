@@ -74,6 +74,8 @@ type Server struct {
 	m        *metrics.FeedServer
 	interval time.Duration
 	kick     chan struct{} // something is pending: poll it soon
+	stopped  chan struct{} // closed when Run returns: held requests are answered
+	stopOnce sync.Once
 
 	mu       sync.Mutex
 	entries  map[string]*entry
@@ -124,7 +126,7 @@ func NewServer(o ServerOptions) *Server {
 	return &Server{
 		o: o, log: log.With("component", "feed"), m: metrics.NewFeedServer(o.Registerer),
 		interval: o.Interval, current: o.Interval,
-		kick:    make(chan struct{}, 1),
+		kick:    make(chan struct{}, 1), stopped: make(chan struct{}),
 		entries: map[string]*entry{}, pending: map[string]bool{},
 	}
 }
@@ -206,7 +208,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) (parsed, *httpErro
 func (s *Server) answer(ctx context.Context, p parsed) (*Response, *httpError) {
 	now := s.o.Now()
 	s.mu.Lock()
-	due := p.wait == 0 || s.outdatedLocked(p)
+	due := p.wait == 0 || s.outdatedLocked(p) || s.stopping()
 	if !due && s.held >= s.o.MaxClients {
 		s.mu.Unlock()
 		return nil, &httpError{code: http.StatusServiceUnavailable, retry: retryClients,
@@ -244,6 +246,7 @@ func (s *Server) answer(ctx context.Context, p parsed) (*Response, *httpError) {
 	select {
 	case <-w.wake:
 	case <-t.C:
+	case <-s.stopped:
 	case <-ctx.Done():
 		gone = true
 	}
@@ -263,6 +266,15 @@ func (s *Server) answer(ctx context.Context, p parsed) (*Response, *httpError) {
 		return nil, nil
 	}
 	return s.responseLocked(p, now), nil
+}
+
+func (s *Server) stopping() bool {
+	select {
+	case <-s.stopped:
+		return true
+	default:
+		return false
+	}
 }
 
 func (s *Server) kickIf(kick bool) {
@@ -352,7 +364,11 @@ func (s *Server) responseLocked(p parsed, now time.Time) *Response {
 
 // Run polls the tracked references until ctx ends: all of them every
 // interval, and those first asked for or notified within coalesceDelay.
+// When it returns, held requests are answered with the current view (and
+// new ones at once), so that an http.Server.Shutdown after it is quick and
+// clients move on to another watcher.
 func (s *Server) Run(ctx context.Context) error {
+	defer s.stopOnce.Do(func() { close(s.stopped) })
 	sched := refresh.NewSchedule(s.interval, s.o.Jitter, s.o.Rand)
 	full := time.NewTimer(sched.Next(refresh.Succeeded))
 	defer full.Stop()

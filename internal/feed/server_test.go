@@ -489,3 +489,29 @@ func TestClientGoneReleasesItsHold(t *testing.T) {
 		}
 	})
 }
+
+// When Run ends (SIGTERM), held requests are answered at once so that the
+// HTTP server can shut down and clients move to another watcher.
+func TestStopAnswersHeldRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		src.set(paramKey, "3")
+		s := NewServer(ServerOptions{Source: src})
+		h := &harness{t: t, s: s, src: src}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- s.Run(ctx) }()
+		h.ask(`{"region":"eu-west-1","refs":{"/prod/api/key":""}}`)
+		ch := h.askAsync(context.Background(), `{"region":"eu-west-1","wait":"5m","refs":{"/prod/api/key":"3"}}`)
+		pending(ch)
+		t0 := time.Now()
+		cancel()
+		<-done
+		want(t, <-ch, 200, `{"refs":{"/prod/api/key":{"version":"3","age":0}},"changed":[],"interval":"1m0s"}`)
+		if time.Since(t0) != 0 {
+			t.Errorf("held %s after Run ended", time.Since(t0))
+		}
+		want(t, h.ask(`{"region":"eu-west-1","wait":"5m","refs":{"/prod/api/key":"3"}}`), 200,
+			`{"refs":{"/prod/api/key":{"version":"3","age":0}},"changed":[],"interval":"1m0s"}`)
+	})
+}
