@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"regexp"
@@ -188,4 +189,40 @@ func TestWatchFeedWithServiceRedeploysOnce(t *testing.T) {
 	}
 	assertOnlyMetadataRead(t, f)
 	assertNoSecrets(t, "stderr", w.logs(), f.secrets)
+}
+
+func TestWatchFeedFlagsAndConfig(t *testing.T) {
+	f := newFixture(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tt := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"nothing to do", []string{"watch"}, 2, "watch: no services and no feed: give --cluster and --service, services in --config/AGENT_CONFIG, or --feed-addr"},
+		{"no clients allowed", []string{"watch", "--feed-addr", "127.0.0.1:0", "--feed-max-clients", "0"}, 2, "watch: --feed-max-clients and --feed-max-refs must be 1 or more"},
+		{"address in use", []string{"watch", "--feed-addr", busy.Addr().String(), "--metrics-addr", "127.0.0.1:0"}, 1, "serving the change feed on " + busy.Addr().String()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAgent(t, f.fake.Env(region), f.secrets, tt.args...)
+			if r.code != tt.code || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit %d and %q", r.code, r.stderr, tt.code, tt.want)
+			}
+		})
+	}
+
+	// feedAddr from the configuration file, and the feed's 1m default interval.
+	cmd := exec.Command(agentBin, "watch")
+	cmd.Env = append(f.fake.Env(region), `AGENT_CONFIG={"feedAddr":"127.0.0.1:0","metricsAddr":"127.0.0.1:0"}`)
+	w := startAgentCmd(t, cmd)
+	eventually(t, "the feed served", 30*time.Second, func() bool {
+		return strings.Contains(w.logs(), `"msg":"serving the change feed"`) &&
+			strings.Contains(w.logs(), `"msg":"watching","services":0,"region":"`+region+`","interval":"1m0s"`)
+	})
+	w.stop(t)
 }
