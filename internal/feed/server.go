@@ -126,7 +126,7 @@ func NewServer(o ServerOptions) *Server {
 	return &Server{
 		o: o, log: log.With("component", "feed"), m: metrics.NewFeedServer(o.Registerer),
 		interval: o.Interval, current: o.Interval,
-		kick:    make(chan struct{}, 1), stopped: make(chan struct{}),
+		kick: make(chan struct{}, 1), stopped: make(chan struct{}),
 		entries: map[string]*entry{}, pending: map[string]bool{},
 	}
 }
