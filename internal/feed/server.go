@@ -287,7 +287,7 @@ func (s *Server) kickIf(kick bool) {
 	}
 }
 
-// known is the version key resolves to as far as the feed knows, whether
+// knownLocked is the version k resolves to as far as the feed knows, whether
 // it tracks it yet or not (a pin needs no read).
 func (s *Server) knownLocked(k parsedKey) (string, bool) {
 	if e := s.entries[k.key]; e != nil {
