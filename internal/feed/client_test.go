@@ -206,7 +206,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-const dbARN = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db-AbCdEf"
 
 func mustRef(t *testing.T, valueFrom string) fetch.Ref {
 	t.Helper()
