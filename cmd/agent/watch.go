@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
@@ -34,6 +35,7 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	fs.StringVar(&c.Interval, "interval", "", "polling interval (default 5m)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "`HOST:PORT` for /metrics, /healthz and /readyz (default "+DefaultMetricsAddr+")")
 	dryRun := fs.Bool("dry-run", false, "log what would be redeployed; call nothing that writes")
+	eventsQueue := fs.String("events-queue", "", "SQS queue `URL` of Parameter Store and Secrets Manager change events, for the feed to poll at once (docs/FEED.md)")
 	if err := fs.Parse(args); err != nil {
 		return flagErr(err)
 	}
@@ -61,6 +63,12 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if c.Interval != "" {
 		wc.Interval = c.Interval
+	}
+	if *eventsQueue != "" {
+		wc.EventsQueue = *eventsQueue
+	}
+	if wc.EventsQueue != "" && wc.FeedAddr == "" {
+		return usageErr(stderr, "watch: --events-queue needs --feed-addr (or feedAddr): change events only make the feed poll sooner")
 	}
 	if *dryRun {
 		wc.DryRun = true
@@ -118,6 +126,16 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
 	debug.SetGCPercent(longRunningGCPercent)
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }() // the watcher and the event consumer stop together
+	// Until the feed server is merged in; then feedSrv.Notify.
+	notify := func(region, id string) {}
+	if err := startEvents(ctx, &wg, wc.EventsQueue, cfg, getenv, notify, m, log); err != nil {
+		log.Error("invalid configuration: " + err.Error())
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
 	log.Info("watching", "services", len(targets), "region", home, "interval", interval.String(), "dry_run", wc.DryRun)
 	if err := w.Run(ctx); err != nil {
 		log.Error(err.Error())
