@@ -453,6 +453,10 @@ func evaluate(t *testing.T, tmpl map[string]any, region string, given map[string
 			s.refs[id] = id // Ref is the role's name
 		case "AWS::ECS::TaskDefinition":
 			s.refs[id] = "arn:aws:ecs:" + s.region + ":" + testAccount + ":task-definition/" + id + ":1"
+		case "AWS::SQS::Queue":
+			s.refs[id] = "https://sqs." + s.region + ".amazonaws.com/" + testAccount + "/" + id // Ref is the queue URL
+		case "AWS::IAM::ManagedPolicy":
+			s.refs[id] = "arn:aws:iam::" + testAccount + ":policy/" + id
 		default:
 			s.refs[id] = "ref-" + id
 		}
@@ -538,6 +542,13 @@ func (s *stack) getAtt(res, attr string) (any, error) {
 	}
 	if attr != "Arn" {
 		return nil, fmt.Errorf("Fn::GetAtt %s.%s: the evaluator knows Arn only", res, attr)
+	}
+	r, _ := s.resources[res].(map[string]any)
+	switch r["Type"] {
+	case "AWS::SQS::Queue":
+		return "arn:aws:sqs:" + s.region + ":" + testAccount + ":" + res, nil
+	case "AWS::Events::Rule":
+		return "arn:aws:events:" + s.region + ":" + testAccount + ":rule/" + res, nil
 	}
 	return "arn:aws:iam::" + testAccount + ":role/" + res, nil
 }
