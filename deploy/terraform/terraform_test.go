@@ -77,10 +77,13 @@ func functions() map[string]function.Function {
 // The module's parts that README.md and the tests rely on.
 const (
 	wantVariables = "agent_image agent_log_configuration agent_user app_container_names container_definitions " +
-		"interval pattern region secrets signal_process task_role_name volume_name watcher"
-	wantOutputs   = "container_definitions pid_mode task_role_arn task_role_policy_json volume_name watcher_service_arn"
-	wantResources = "aws_ecs_service.watcher aws_ecs_task_definition.watcher aws_iam_role.task aws_iam_role.watcher " +
-		"aws_iam_role_policy.task aws_iam_role_policy.watcher"
+		"events_queue interval pattern region secrets signal_process task_role_name volume_name watcher"
+	wantOutputs = "container_definitions events_consumer_policy_arn events_queue_arn events_queue_url " +
+		"pid_mode task_role_arn task_role_policy_json volume_name watcher_service_arn"
+	wantResources = "aws_cloudwatch_event_rule.events_parameters aws_cloudwatch_event_rule.events_secrets " +
+		"aws_cloudwatch_event_target.events_parameters aws_cloudwatch_event_target.events_secrets " +
+		"aws_ecs_service.watcher aws_ecs_task_definition.watcher aws_iam_policy.events_consumer aws_iam_role.task aws_iam_role.watcher " +
+		"aws_iam_role_policy.task aws_iam_role_policy.watcher aws_sqs_queue.events aws_sqs_queue_policy.events"
 )
 
 // The user's task, as in README.md: an app and a log router that the agent
