@@ -132,7 +132,7 @@ func (e *APIError) Error() string {
 	return s
 }
 
-// ErrorCode is the AWS error code, as fetch.ErrorCode reports it.
+// ErrorCode is the AWS error code.
 func (e *APIError) ErrorCode() string { return e.Code }
 
 // Receive long-polls the queue for up to MaxNumberOfMessages messages.
