@@ -41,6 +41,7 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	feedAddr := fs.String("feed-addr", "", "serve the change feed (docs/FEED.md) on `HOST:PORT`; --service is then optional")
 	feedMaxClients := fs.Int("feed-max-clients", feed.DefaultMaxClients, "requests the change feed holds at once")
 	feedMaxRefs := fs.Int("feed-max-refs", feed.DefaultMaxRefs, "distinct references the change feed tracks")
+	eventsQueue := fs.String("events-queue", "", "SQS queue `URL` of Parameter Store and Secrets Manager change events, for the feed to poll at once (docs/FEED.md)")
 	if err := fs.Parse(args); err != nil {
 		return flagErr(err)
 	}
@@ -74,6 +75,12 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if c.Interval != "" {
 		wc.Interval = c.Interval
+	}
+	if *eventsQueue != "" {
+		wc.EventsQueue = *eventsQueue
+	}
+	if wc.EventsQueue != "" && wc.FeedAddr == "" {
+		return usageErr(stderr, "watch: --events-queue needs --feed-addr (or feedAddr): change events only make the feed poll sooner")
 	}
 	if *dryRun {
 		wc.DryRun = true
@@ -160,7 +167,12 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 			st.Rendered() // nothing else to do first: healthy once serving
 		}
 	}
-	// Change events (--events-queue) go here: each calls feedSrv.Notify.
+	if feedSrv != nil {
+		if err := startEvents(ctx, &wg, wc.EventsQueue, cfg, getenv, feedSrv.Notify, m, log); err != nil {
+			log.Error("invalid configuration: " + err.Error())
+			return &exitError{code: exitUsage, msg: err.Error()}
+		}
+	}
 
 	log.Info("watching", "services", len(targets), "region", home, "interval", interval.String(), "dry_run", wc.DryRun, "feed", wc.FeedAddr != "")
 	if w != nil {

@@ -486,6 +486,10 @@ func evaluate(t *testing.T, tmpl map[string]any, region string, given map[string
 			s.refs[id] = id // Ref is the role's name
 		case "AWS::ECS::TaskDefinition":
 			s.refs[id] = "arn:aws:ecs:" + s.region + ":" + testAccount + ":task-definition/" + id + ":1"
+		case "AWS::SQS::Queue":
+			s.refs[id] = "https://sqs." + s.region + ".amazonaws.com/" + testAccount + "/" + id // Ref is the queue URL
+		case "AWS::IAM::ManagedPolicy":
+			s.refs[id] = "arn:aws:iam::" + testAccount + ":policy/" + id
 		default:
 			s.refs[id] = "ref-" + id
 		}
@@ -578,7 +582,13 @@ func (s *stack) getAtt(res, attr string) (any, error) {
 	case attr == "DNSName" && typ == "AWS::ElasticLoadBalancingV2::LoadBalancer":
 		return strings.ToLower(res) + "-0123456789abcdef.elb." + s.region + ".amazonaws.com", nil
 	}
-	return nil, fmt.Errorf("Fn::GetAtt %s.%s: the evaluator knows a role's Arn, a security group's GroupId and a load balancer's DNSName only", res, attr)
+	switch typ := r["Type"]; {
+	case attr == "Arn" && typ == "AWS::SQS::Queue":
+		return "arn:aws:sqs:" + s.region + ":" + testAccount + ":" + res, nil
+	case attr == "Arn" && typ == "AWS::Events::Rule":
+		return "arn:aws:events:" + s.region + ":" + testAccount + ":rule/" + res, nil
+	}
+	return nil, fmt.Errorf("Fn::GetAtt %s.%s: the evaluator knows a role's, a queue's and a rule's Arn, a security group's GroupId and a load balancer's DNSName only", res, attr)
 }
 
 // output evaluates one of the template's Outputs.

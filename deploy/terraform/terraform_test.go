@@ -78,17 +78,25 @@ func functions() map[string]function.Function {
 // The module's parts that README.md and the tests rely on.
 const (
 	wantVariables = "agent_image agent_log_configuration agent_user app_container_names container_definitions " +
-		"feed_url feed_watcher interval pattern region secrets signal_process task_role_name volume_name watcher"
-	wantOutputs = "container_definitions feed_url feed_watcher_service_arn pid_mode task_role_arn task_role_policy_json " +
-		"volume_name watcher_service_arn"
-	wantResources = "aws_ecs_service.feed_watcher aws_ecs_service.watcher aws_ecs_task_definition.feed_watcher " +
-		"aws_ecs_task_definition.watcher aws_iam_role.feed_watcher aws_iam_role.task aws_iam_role.watcher " +
-		"aws_iam_role_policy.feed_watcher aws_iam_role_policy.task aws_iam_role_policy.watcher " +
-		"aws_iam_role_policy_attachment.feed_watcher aws_lb.feed aws_lb_listener.feed aws_lb_target_group.feed " +
-		"aws_security_group.feed_lb aws_security_group.feed_watchers aws_vpc_security_group_egress_rule.feed_lb_health " +
-		"aws_vpc_security_group_egress_rule.feed_lb_to_watchers aws_vpc_security_group_egress_rule.feed_watchers_out " +
-		"aws_vpc_security_group_ingress_rule.feed_from_agents aws_vpc_security_group_ingress_rule.feed_from_lb " +
-		"aws_vpc_security_group_ingress_rule.feed_health_from_lb aws_vpc_security_group_ingress_rule.feed_metrics_from_prometheus"
+		"events_queue feed_url feed_watcher interval pattern region secrets signal_process task_role_name volume_name watcher"
+	wantOutputs = "container_definitions events_consumer_policy_arn events_queue_arn events_queue_url feed_url " +
+		"feed_watcher_service_arn pid_mode task_role_arn task_role_policy_json volume_name " +
+		"watcher_service_arn"
+	wantResources = "aws_cloudwatch_event_rule.events_parameters aws_cloudwatch_event_rule.events_secrets " +
+		"aws_cloudwatch_event_target.events_parameters aws_cloudwatch_event_target.events_secrets " +
+		"aws_ecs_service.feed_watcher aws_ecs_service.watcher aws_ecs_task_definition.feed_watcher " +
+		"aws_ecs_task_definition.watcher aws_iam_policy.events_consumer aws_iam_role.feed_watcher " +
+		"aws_iam_role.task aws_iam_role.watcher aws_iam_role_policy.feed_watcher aws_iam_role_policy.task " +
+		"aws_iam_role_policy.watcher aws_iam_role_policy_attachment.feed_watcher aws_lb.feed " +
+		"aws_lb_listener.feed aws_lb_target_group.feed aws_security_group.feed_lb " +
+		"aws_security_group.feed_watchers aws_sqs_queue.events aws_sqs_queue_policy.events " +
+		"aws_vpc_security_group_egress_rule.feed_lb_health " +
+		"aws_vpc_security_group_egress_rule.feed_lb_to_watchers " +
+		"aws_vpc_security_group_egress_rule.feed_watchers_out " +
+		"aws_vpc_security_group_ingress_rule.feed_from_agents " +
+		"aws_vpc_security_group_ingress_rule.feed_from_lb " +
+		"aws_vpc_security_group_ingress_rule.feed_health_from_lb " +
+		"aws_vpc_security_group_ingress_rule.feed_metrics_from_prometheus"
 )
 
 // The user's task, as in README.md: an app and a log router that the agent
