@@ -373,6 +373,13 @@ func (c *Client) answered(resp *Response, sent map[string]string) {
 	var moved []string
 	c.mu.Lock()
 	c.answerAt = now
+	// The answer's time covers only the refs it names: a ref left out of
+	// the request (past the limits) must not stay covered by an old one.
+	for raw := range c.state {
+		if _, ok := sent[raw]; !ok {
+			delete(c.state, raw)
+		}
+	}
 	for raw := range sent {
 		st, ok := resp.Refs[raw]
 		if !ok || c.refs[raw] == nil {
