@@ -73,6 +73,12 @@ type Client struct {
 	answerAt     time.Time
 	source       string // "", "feed" or "direct"
 	warned       map[string]bool
+	// movedFor is, by secret name, the feed's version and the loop's when
+	// the feed last said it moved. The same pair is not said again while
+	// the loop holds that version: it fetched on it and AWS did not agree
+	// (a watcher behind another one at the same address, or a lying
+	// feed); the loop's own retry and its next tick take it from there.
+	movedFor map[string][2]string
 }
 
 // watched is one valueFrom and the secrets that use it.
@@ -107,6 +113,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 		metrics: metrics.NewFeedClient(o.Registerer),
 		moved:   make(chan []string, 1), kick: make(chan struct{}, 1),
 		refs: map[string]*watched{}, state: map[string]RefState{}, warned: map[string]bool{},
+		movedFor: map[string][2]string{},
 	}, nil
 }
 
@@ -147,6 +154,13 @@ func (c *Client) Hold(interval time.Duration, reqs []fetch.Request, have map[str
 	for raw := range c.state {
 		if refs[raw] == nil {
 			delete(c.state, raw)
+		}
+	}
+	for name, pair := range c.movedFor {
+		// Only while the loop holds what it held then: a secret that moved
+		// since may be told that version again, rightly.
+		if v, ok := have[name]; !ok || v.Version != pair[1] {
+			delete(c.movedFor, name)
 		}
 	}
 	// Under c.mu, as Run drains kick and sets inflight: a kick is never
@@ -394,7 +408,9 @@ func (c *Client) answered(resp *Response, sent map[string]string) {
 			continue
 		}
 		for i, name := range w.names {
-			if w.held[i] != st.Version {
+			pair := [2]string{st.Version, w.held[i]}
+			if w.held[i] != st.Version && c.movedFor[name] != pair {
+				c.movedFor[name] = pair
 				moved = append(moved, name)
 			}
 		}

@@ -1,9 +1,16 @@
 package feed
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/secret"
 )
 
 // A ref that drops out of the request (another ref, sorting before it,
@@ -50,5 +57,113 @@ func TestClientRefLeftOutOfTheRequestIsNotCoveredByOldAnswers(t *testing.T) {
 	}
 	if c.Covered(last, "1") {
 		t.Errorf("%s covered 20s after the last answer that named it (interval %s)", last.Ref.Raw, interval)
+	}
+}
+
+// alternate sends each request to the next of its handlers in turn, as a
+// load balancer does per request in front of two watchers.
+type alternate struct {
+	mu sync.Mutex
+	n  int
+	hs []http.Handler
+}
+
+func (a *alternate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	h := a.hs[a.n%len(a.hs)]
+	a.n++
+	a.mu.Unlock()
+	h.ServeHTTP(w, r)
+}
+
+// Two watchers behind one address, one of which has not polled a rotation
+// yet, answer in turn "4" and "3". The agent must fetch the value once for
+// the change, and not once per pair of answers until the late watcher
+// polls: that is a value fetch (a KMS decrypt) every two seconds per task,
+// the fleet-wide storm the feed exists to prevent.
+func TestClientTwoWatchersOneBehindCostOneFetchPerChange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ahead, behind := start(t, ServerOptions{}), start(t, ServerOptions{})
+		ahead.src.set(paramKey, "3")
+		behind.src.set(paramKey, "3")
+		// Both have read 3.
+		ahead.ask(`{"region":"eu-west-1","wait":"0s","refs":{"/prod/api/key":""}}`)
+		behind.ask(`{"region":"eu-west-1","wait":"0s","refs":{"/prod/api/key":""}}`)
+		time.Sleep(time.Second)
+		var down bool
+		var mu sync.Mutex
+		c, err := NewClient(ClientOptions{
+			URL: "http://feed.internal:9103", Region: "eu-west-1", Interval: 10 * time.Second,
+			HTTP: &http.Client{Transport: handlerTransport{&alternate{hs: []http.Handler{ahead.s.Handler(), behind.s.Handler()}}, &down, &mu}},
+			Rand: func() float64 { return 0.5 },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { c.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+
+		// The loop: a move is one value fetch, from AWS, which says 4.
+		reqs, have := held(t, map[string]string{"A": paramRef}, map[string]string{"A": "3"})
+		c.Hold(0, reqs, have)
+		synctest.Wait()
+		ahead.src.set(paramKey, "4")
+		ahead.s.Notify("eu-west-1", paramRef) // the ahead watcher knows at once
+		fetches := 0
+		deadline := time.After(50 * time.Second) // the behind watcher polls at 1m
+	loop:
+		for {
+			select {
+			case names := <-c.Moved():
+				fetches++
+				if fmt.Sprint(names) != "[A]" {
+					t.Fatalf("moved %v", names)
+				}
+				have["A"] = fetch.Result{Value: secret.FromString("sv-4"), Version: "4"}
+				c.Hold(0, reqs, have)
+			case <-deadline:
+				break loop
+			}
+		}
+		if fetches > 2 {
+			t.Errorf("%d value fetches in 50s for one change, want at most 2", fetches)
+		}
+	})
+}
+
+// The feed's word on a move is taken once per version the loop holds: a
+// secret that goes 3 → 4 → 3 → 4 (a stage moved back and forth) is told
+// each time, and a lagging "3" while the loop holds 4 only once.
+func TestClientMoveToldOncePerHeldVersion(t *testing.T) {
+	c, err := NewClient(ClientOptions{URL: "http://feed:1", Region: "eu-west-1", Interval: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs, have := held(t, map[string]string{"A": "/a"}, map[string]string{"A": "3"})
+	c.Hold(0, reqs, have)
+	for i, step := range []struct{ told, fetched, want string }{
+		{"4", "4", "[A]"}, // the move: fetched
+		{"3", "4", "[A]"}, // a late watcher: fetched once, AWS says 4
+		{"4", "4", ""},    // the loop holds 4
+		{"3", "4", ""},    // the late watcher again: not fetched again
+		{"3", "3", ""},    // (a tick polled it directly: the loop holds 3)
+		{"4", "4", "[A]"}, // moved back to 4: told again
+		{"3", "3", "[A]"}, // and to 3
+	} {
+		sent := map[string]string{"/a": have["A"].Version}
+		c.answered(&Response{Refs: map[string]RefState{"/a": {Version: step.told}}, Changed: []string{"/a"}, Interval: "5s"}, sent)
+		got := ""
+		select {
+		case names := <-c.Moved():
+			got = fmt.Sprint(names)
+		default:
+		}
+		if got != step.want {
+			t.Errorf("step %d: feed says %s while the loop holds %s: moved %q, want %q", i, step.told, have["A"].Version, got, step.want)
+		}
+		have["A"] = fetch.Result{Value: secret.FromString("sv"), Version: step.fetched}
+		c.Hold(0, reqs, have)
 	}
 }
