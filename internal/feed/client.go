@@ -73,12 +73,12 @@ type Client struct {
 	answerAt     time.Time
 	source       string // "", "feed" or "direct"
 	warned       map[string]bool
-	// movedFor is, by secret name, the feed's version and the loop's when
-	// the feed last said it moved. The same pair is not said again while
-	// the loop holds that version: it fetched on it and AWS did not agree
-	// (a watcher behind another one at the same address, or a lying
-	// feed); the loop's own retry and its next tick take it from there.
-	movedFor map[string][2]string
+	// movedFor is, by secret name, the version the loop held when the
+	// feed last said it moved. It is not said to move again while the loop
+	// holds that version: the loop fetched, and if AWS did not agree with
+	// the feed (a watcher behind another one at the same address, or a
+	// lying feed), its own retry and its next tick take it from there.
+	movedFor map[string]string
 }
 
 // watched is one valueFrom and the secrets that use it.
@@ -113,7 +113,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 		metrics: metrics.NewFeedClient(o.Registerer),
 		moved:   make(chan []string, 1), kick: make(chan struct{}, 1),
 		refs: map[string]*watched{}, state: map[string]RefState{}, warned: map[string]bool{},
-		movedFor: map[string][2]string{},
+		movedFor: map[string]string{},
 	}, nil
 }
 
@@ -156,10 +156,8 @@ func (c *Client) Hold(interval time.Duration, reqs []fetch.Request, have map[str
 			delete(c.state, raw)
 		}
 	}
-	for name, pair := range c.movedFor {
-		// Only while the loop holds what it held then: a secret that moved
-		// since may be told that version again, rightly.
-		if v, ok := have[name]; !ok || v.Version != pair[1] {
+	for name, was := range c.movedFor {
+		if v, ok := have[name]; !ok || v.Version != was {
 			delete(c.movedFor, name)
 		}
 	}
@@ -408,9 +406,11 @@ func (c *Client) answered(resp *Response, sent map[string]string) {
 			continue
 		}
 		for i, name := range w.names {
-			pair := [2]string{st.Version, w.held[i]}
-			if w.held[i] != st.Version && c.movedFor[name] != pair {
-				c.movedFor[name] = pair
+			if w.held[i] == st.Version {
+				continue
+			}
+			if was, ok := c.movedFor[name]; !ok || was != w.held[i] {
+				c.movedFor[name] = w.held[i]
 				moved = append(moved, name)
 			}
 		}
