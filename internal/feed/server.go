@@ -349,9 +349,9 @@ func (s *Server) responseLocked(p parsed, now time.Time) *Response {
 			st.Error = e.err
 			if e.read && e.err == "" {
 				st.Version = e.version
-			}
-			if !e.readAt.IsZero() && !e.pinned {
-				st.Age = max(now.Sub(e.readAt), 0).Seconds()
+				if !e.pinned {
+					st.Age = max(now.Sub(e.readAt), 0).Seconds()
+				}
 			}
 		}
 		resp.Refs[r.valueFrom] = st

@@ -41,3 +41,20 @@ func TestPartialPollKeepsOtherKeysFailure(t *testing.T) {
 		}
 	})
 }
+
+// docs/FEED.md: age is 0 when there is no version. A ref whose reads
+// started failing after a good one has no version: its age is 0, not the
+// age of a version the answer does not carry.
+func TestFailingRefHasNoAge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, ServerOptions{})
+		h.src.set(paramKey, "3")
+		h.ask(`{"region":"eu-west-1","refs":{"/prod/api/key":""}}`)
+		h.src.setFail(paramKey, "InternalServerError")
+		time.Sleep(time.Minute)
+		a := h.ask(`{"region":"eu-west-1","wait":"0s","refs":{"/prod/api/key":"3"}}`)
+		if !strings.Contains(a.body, `{"/prod/api/key":{"age":0,"error":"`) {
+			t.Errorf("answer %s: want no version and age 0", a.body)
+		}
+	})
+}
