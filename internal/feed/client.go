@@ -73,6 +73,12 @@ type Client struct {
 	answerAt     time.Time
 	source       string // "", "feed" or "direct"
 	warned       map[string]bool
+	// movedFor is, by secret name, the version the loop held when the
+	// feed last said it moved. It is not said to move again while the loop
+	// holds that version: the loop fetched, and if AWS did not agree with
+	// the feed (a watcher behind another one at the same address, or a
+	// lying feed), its own retry and its next tick take it from there.
+	movedFor map[string]string
 }
 
 // watched is one valueFrom and the secrets that use it.
@@ -107,6 +113,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 		metrics: metrics.NewFeedClient(o.Registerer),
 		moved:   make(chan []string, 1), kick: make(chan struct{}, 1),
 		refs: map[string]*watched{}, state: map[string]RefState{}, warned: map[string]bool{},
+		movedFor: map[string]string{},
 	}, nil
 }
 
@@ -147,6 +154,11 @@ func (c *Client) Hold(interval time.Duration, reqs []fetch.Request, have map[str
 	for raw := range c.state {
 		if refs[raw] == nil {
 			delete(c.state, raw)
+		}
+	}
+	for name, was := range c.movedFor {
+		if v, ok := have[name]; !ok || v.Version != was {
+			delete(c.movedFor, name)
 		}
 	}
 	// Under c.mu, as Run drains kick and sets inflight: a kick is never
@@ -373,6 +385,13 @@ func (c *Client) answered(resp *Response, sent map[string]string) {
 	var moved []string
 	c.mu.Lock()
 	c.answerAt = now
+	// The answer's time covers only the refs it names: a ref left out of
+	// the request (past the limits) must not stay covered by an old one.
+	for raw := range c.state {
+		if _, ok := sent[raw]; !ok {
+			delete(c.state, raw)
+		}
+	}
 	for raw := range sent {
 		st, ok := resp.Refs[raw]
 		if !ok || c.refs[raw] == nil {
@@ -387,7 +406,11 @@ func (c *Client) answered(resp *Response, sent map[string]string) {
 			continue
 		}
 		for i, name := range w.names {
-			if w.held[i] != st.Version {
+			if w.held[i] == st.Version {
+				continue
+			}
+			if was, ok := c.movedFor[name]; !ok || was != w.held[i] {
+				c.movedFor[name] = w.held[i]
 				moved = append(moved, name)
 			}
 		}

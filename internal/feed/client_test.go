@@ -206,7 +206,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-
 func mustRef(t *testing.T, valueFrom string) fetch.Ref {
 	t.Helper()
 	r, err := fetch.ParseRef(valueFrom)

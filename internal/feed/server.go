@@ -93,6 +93,7 @@ type entry struct {
 	version string    // "" until read, and while reads fail
 	readAt  time.Time // last successful read
 	err     string    // why the last read failed
+	failing string    // the AWS code while reads fail for a transient reason, for /readyz
 	askedAt time.Time // last request that named it
 	waiters map[*waiter]struct{}
 }
@@ -348,9 +349,9 @@ func (s *Server) responseLocked(p parsed, now time.Time) *Response {
 			st.Error = e.err
 			if e.read && e.err == "" {
 				st.Version = e.version
-			}
-			if !e.readAt.IsZero() && !e.pinned {
-				st.Age = max(now.Sub(e.readAt), 0).Seconds()
+				if !e.pinned {
+					st.Age = max(now.Sub(e.readAt), 0).Seconds()
+				}
 			}
 		}
 		resp.Refs[r.valueFrom] = st
@@ -485,7 +486,7 @@ func (s *Server) poll(ctx context.Context, keys []string) refresh.Outcome {
 		if e == nil {
 			continue // cannot happen: only Run drops keys
 		}
-		var why string
+		var why, code string
 		v, ok := vs[r.Name]
 		switch fe := failed[r.Name]; {
 		case fe != nil:
@@ -493,12 +494,12 @@ func (s *Server) poll(ctx context.Context, keys []string) refresh.Outcome {
 			switch {
 			case fe.Code == "ThrottlingException" || fe.Code == "TooManyRequestsException":
 				o = refresh.Throttled
-				transient = append(transient, fe.Code)
+				code = fe.Code
 			case fe.Class() == fetch.Transient:
 				if o != refresh.Throttled {
 					o = refresh.Failed
 				}
-				transient = append(transient, fe.Code)
+				code = fe.Code
 			}
 		case ok:
 		case other != nil:
@@ -506,12 +507,35 @@ func (s *Server) poll(ctx context.Context, keys []string) refresh.Outcome {
 			if o != refresh.Throttled {
 				o = refresh.Failed
 			}
-			transient = append(transient, "Unknown")
+			code = "Unknown"
 		default:
 			// An optional request that is missing: we never make one.
 			why = "no answer for this reference"
 		}
+		if code != "" {
+			transient = append(transient, code)
+		}
+		e.failing = code
 		s.settleLocked(e, v.ID, why, now)
+	}
+	// A poll of some keys (new ones, notified ones) says nothing of the
+	// others: those still failing keep the feed's problem open.
+	n := len(reqs)
+	if len(reqs) < len(s.entries) {
+		n = 0
+		polled := make(map[string]bool, len(reqs))
+		for _, r := range reqs {
+			polled[r.Name] = true
+		}
+		for k, e := range s.entries {
+			if e.pinned {
+				continue
+			}
+			n++
+			if e.failing != "" && !polled[k] {
+				transient = append(transient, e.failing)
+			}
+		}
 	}
 	if len(transient) > 0 && s.failedAt.IsZero() {
 		s.failedAt = now
@@ -520,7 +544,7 @@ func (s *Server) poll(ctx context.Context, keys []string) refresh.Outcome {
 	}
 	failedAt := s.failedAt
 	s.mu.Unlock()
-	s.report(len(reqs), transient, failedAt)
+	s.report(n, transient, failedAt)
 	return o
 }
 
