@@ -516,6 +516,13 @@ func (s *Server) poll(ctx context.Context, keys []string) refresh.Outcome {
 			transient = append(transient, code)
 		}
 		e.failing = code
+		if code != "" && e.read && e.err == "" {
+			// Throttled, 5xx, network: keep the last version, aging. Its
+			// clients stay covered until the age passes their interval,
+			// so a brief throttle of the feed's poll does not send the
+			// whole fleet to poll the same throttled API.
+			continue
+		}
 		s.settleLocked(e, v.ID, why, now)
 	}
 	// A poll of some keys (new ones, notified ones) says nothing of the

@@ -43,8 +43,9 @@ func TestPartialPollKeepsOtherKeysFailure(t *testing.T) {
 }
 
 // docs/FEED.md: age is 0 when there is no version. A ref whose reads
-// started failing after a good one has no version: its age is 0, not the
-// age of a version the answer does not carry.
+// started failing permanently after a good one has no version: its age is
+// 0, not the age of a version the answer does not carry. A transient
+// failure keeps the version, aging, and says nothing to the client.
 func TestFailingRefHasNoAge(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := start(t, ServerOptions{})
@@ -53,8 +54,14 @@ func TestFailingRefHasNoAge(t *testing.T) {
 		h.src.setFail(paramKey, "InternalServerError")
 		time.Sleep(time.Minute)
 		a := h.ask(`{"region":"eu-west-1","wait":"0s","refs":{"/prod/api/key":"3"}}`)
+		if !strings.Contains(a.body, `{"/prod/api/key":{"version":"3","age":60}}`) {
+			t.Errorf("answer %s after a 5xx: want the last version, a minute old, no error", a.body)
+		}
+		h.src.setFail(paramKey, "AccessDeniedException")
+		time.Sleep(time.Minute)
+		a = h.ask(`{"region":"eu-west-1","wait":"0s","refs":{"/prod/api/key":"3"}}`)
 		if !strings.Contains(a.body, `{"/prod/api/key":{"age":0,"error":"`) {
-			t.Errorf("answer %s: want no version and age 0", a.body)
+			t.Errorf("answer %s after AccessDenied: want no version and age 0", a.body)
 		}
 	})
 }
