@@ -47,7 +47,8 @@ func (l *Loop) hold() {
 // an earlier call that were still behind it, without polling first: one
 // value fetch per change. What a fetch leaves behind the feed's version
 // (AWS is eventually consistent) or cannot read is tried again soon, 1s
-// doubling up to the interval, until it is covered or a cycle polls it.
+// doubling (jittered) up to the interval, until it is covered or a cycle
+// polls it.
 func (l *Loop) fromFeed(ctx context.Context, names []string) {
 	want := map[string]bool{}
 	for _, n := range names {
@@ -89,5 +90,15 @@ func (l *Loop) fromFeed(ctx context.Context, names []string) {
 	}
 	l.feedRetry = retry
 	l.feedFails++
-	l.feedRetryIn = min(time.Second<<min(l.feedFails-1, 16), max(l.settings.Interval, time.Second))
+	l.feedRetryIn = feedBackoff(l.feedFails, l.settings.Interval, l.rand)
+}
+
+// feedBackoff is the wait before fetching again what the feed said moved:
+// 1s doubling per failure, jittered over [d/2, 3d/2) so that the thousands
+// of tasks the feed told at once do not retry in step against the quota
+// that throttled them, and capped at the interval.
+func feedBackoff(failures int, interval time.Duration, rnd func() float64) time.Duration {
+	d := time.Second << min(failures-1, 16)
+	d = d/2 + time.Duration(rnd()*float64(d))
+	return min(d, max(interval, time.Second))
 }

@@ -282,3 +282,24 @@ func TestFeedReloadChangesWhatItWatches(t *testing.T) {
 		}
 	})
 }
+
+// Tasks told of one change at once retry a failed fetch at spread-out
+// times, not in step: the retry is jittered over [d/2, 3d/2).
+func TestFeedRetryIsJittered(t *testing.T) {
+	for _, tc := range []struct {
+		rnd   float64
+		fails int
+		want  time.Duration
+	}{
+		{0, 1, 500 * time.Millisecond},
+		{0.5, 1, time.Second},
+		{0.999, 1, 1499 * time.Millisecond},
+		{0, 3, 2 * time.Second},
+		{0.999, 3, 5996 * time.Millisecond},
+		{0.999, 10, 10 * time.Second}, // capped at the interval
+	} {
+		if got := feedBackoff(tc.fails, 10*time.Second, func() float64 { return tc.rnd }); got != tc.want {
+			t.Errorf("rand %v, failure %d: retry in %s, want %s", tc.rnd, tc.fails, got, tc.want)
+		}
+	}
+}
