@@ -14,6 +14,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/action"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/awsfake"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/refresh"
 )
@@ -32,9 +33,10 @@ const (
 // Scenario is one run of the fleet. Durations are fleet time: the
 // simulator runs them Speed times faster.
 type Scenario struct {
-	Name string
-	N    int  // agents (tasks running the sidecar)
-	Feed bool // agents ask the change feed instead of polling AWS
+	Name  string
+	N     int     // agents (tasks running the sidecar)
+	Feed  bool    // agents ask the change feed instead of polling AWS
+	Speed float64 // overrides Options.Speed when not 0
 
 	Span        time.Duration // measured
 	RotateEvery time.Duration // 0: no rotation
@@ -56,12 +58,18 @@ type Options struct {
 	Dir             string  // output directories go under it
 	Seed            uint64
 	Progress        io.Writer
+	// Setenv sets the process environment the agents' SDK configuration
+	// reads (os.Setenv; a test's t.Setenv).
+	Setenv func(key, value string)
+	// Quotas, before scaling; nil means awsfake.DefaultQuotas.
+	Quotas []awsfake.Quota
 }
 
 // counter counts API attempts by operation and outcome.
 type counter struct {
-	mu sync.Mutex
-	n  map[string]map[string]int // op → outcome → attempts
+	mu     sync.Mutex
+	n      map[string]map[string]int // op → outcome → attempts
+	frozen bool                      // the span is over: what ends now was cut short by the simulator
 }
 
 func newCounter() *counter { return &counter{n: map[string]map[string]int{}} }
@@ -69,6 +77,9 @@ func newCounter() *counter { return &counter{n: map[string]map[string]int{}} }
 func (c *counter) observe(_, op, outcome string, _ time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.frozen {
+		return
+	}
 	if c.n[op] == nil {
 		c.n[op] = map[string]int{}
 	}
@@ -79,6 +90,12 @@ func (c *counter) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.n)
+}
+
+func (c *counter) freeze() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.frozen = true
 }
 
 func (c *counter) snapshot() map[string]map[string]int {

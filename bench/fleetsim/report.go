@@ -33,6 +33,7 @@ type Result struct {
 	Limiter              map[string]awsfake.OpCount
 
 	ECSStarts, ECSFailed int
+	SignatureFailures    int // requests the fake's SigV4 check refused
 	LogErrors            int // error lines of the agents
 	StaleEvents          int // "refresh failed; keeping the last good value"
 
@@ -44,6 +45,7 @@ type Result struct {
 	WatcherMem   string
 	MeasuredWall time.Duration
 	TotalWall    time.Duration
+	CPU          time.Duration // user + system of the whole run
 }
 
 // latencies pairs each rotation with each agent's first delivery of it or
@@ -150,17 +152,18 @@ func (r *Result) Row() string {
 	if r.WatcherMem != "" {
 		mem += " · " + r.WatcherMem
 	}
-	return fmt.Sprintf("| %s | %d | %s | %.1f | %.0f | %.0f | %s | %s | %d of %d | %s |",
-		r.Scenario.Name, r.Scenario.N, strings.Join(calls, " · "), throttled,
+	return fmt.Sprintf("| %s (%gx) | %d | %s | %.1f | %.0f | %.0f | %s | %s | %d of %d | %s |",
+		r.Scenario.Name, r.Speed, r.Scenario.N, strings.Join(calls, " · "), throttled,
 		r.usdSecretsManager(), r.usdParameterStoreHT(), lat, missed, r.ECSFailed, r.ECSStarts, mem)
 }
 
 // Detail is a few lines under the table for one scenario: every count.
 func (r *Result) Detail() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "- %s: %d services of up to %d tasks, %d agents writing files; %d rotations; wall %s measured, %s in all; agent error lines %d (stale %d)\n",
-		r.Scenario.Name, r.Services, (r.Scenario.N+r.Services-1)/max(r.Services, 1), r.FileAgents, r.Rotations,
-		r.MeasuredWall.Round(time.Second), r.TotalWall.Round(time.Second), r.LogErrors, r.StaleEvents)
+	fmt.Fprintf(&b, "- %s: speed %gx; %d services of up to %d tasks, %d agents writing files; %d rotations; wall %s measured, %s in all, CPU %s (%.1f cores); agent error lines %d (stale %d); ECS starts %d, failed %d\n",
+		r.Scenario.Name, r.Speed, r.Services, (r.Scenario.N+r.Services-1)/max(r.Services, 1), r.FileAgents, r.Rotations,
+		r.MeasuredWall.Round(time.Second), r.TotalWall.Round(time.Second), r.CPU.Round(time.Second),
+		r.CPU.Seconds()/r.TotalWall.Seconds(), r.LogErrors, r.StaleEvents, r.ECSStarts, r.ECSFailed)
 	for _, who := range []struct {
 		name string
 		m    map[string]map[string]int

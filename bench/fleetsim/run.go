@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/action"
@@ -107,6 +108,11 @@ func (h countingHandler) WithGroup(string) slog.Handler      { return h }
 // Run runs one scenario and measures it.
 func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 	began := time.Now()
+	if sc.Speed > 0 {
+		o.Speed = sc.Speed
+	}
+	var ru0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) / o.Speed) }
 	services := max(1, (sc.N+o.TasksPerService-1)/o.TasksPerService)
 	fl := newFleet(services)
@@ -119,8 +125,8 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	fl.fake.SetenvIsolated(func(k, v string) { _ = os.Setenv(k, v) }, region, tmp)
-	_ = os.Setenv("AWS_ENDPOINT_URL", fl.lim.URL)
+	fl.fake.SetenvIsolated(o.Setenv, region, tmp)
+	o.Setenv("AWS_ENDPOINT_URL", fl.lim.URL)
 
 	pool := newPool()
 	agentCalls, watcherCalls, ecsCalls := newCounter(), newCounter(), newCounter()
@@ -163,6 +169,9 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("task %d: %w", i, err)
 		}
+		// Without a directory of its own, the loop renders in memory, as in
+		// exec mode (config.Load would give it the default /run/secrets).
+		s.OutputDir = dir
 		rec := &recorder{name: rotName}
 		f := &fetch.Fetcher{Clients: fetch.NewClients(agentCfg), Region: region}
 		rng := rand.New(rand.NewPCG(o.Seed, uint64(i)))
@@ -193,7 +202,10 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 		fd.startClients(ctx)
 	}
 
-	quotas := awsfake.DefaultQuotas()
+	quotas := o.Quotas
+	if quotas == nil {
+		quotas = awsfake.DefaultQuotas()
+	}
 	for i := range quotas {
 		quotas[i] = quotas[i].Scaled(o.Speed)
 	}
@@ -212,9 +224,17 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 		return nil, err
 	}
 	progress(o, "%s: measuring %s of fleet time (%s wall)", sc.Name, sc.Span, scale(sc.Span))
-	runCtx, stop := context.WithTimeout(ctx, scale(sc.Span))
+	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	t0 := time.Now()
+	// The calls the end of the span cuts short are not counted. Task
+	// starts are not cut short: they run to their end.
+	end := time.AfterFunc(scale(sc.Span), func() {
+		agentCalls.freeze()
+		watcherCalls.freeze()
+		stop()
+	})
+	defer end.Stop()
 	var wg sync.WaitGroup
 	for _, a := range agents {
 		wg.Go(func() { _ = a.loop.Run(runCtx, refresh.Events{}) })
@@ -237,6 +257,8 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 	wg.Wait()
 	ecs.wait()
 	wall := time.Since(t0)
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -244,9 +266,11 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 		Scenario: sc, Speed: o.Speed, Services: services, FileAgents: (sc.N + filesEvery - 1) / filesEvery,
 		Agents: agentCalls.snapshot(), Watcher: watcherCalls.snapshot(), ECS: ecsCalls.snapshot(),
 		Limiter: fl.lim.Counts(), ECSStarts: int(ecs.starts.Load()), ECSFailed: int(ecs.failed.Load()),
-		LogErrors: int(logErrors.Load()), StaleEvents: int(logStale.Load()),
+		SignatureFailures: fl.fake.SignatureFailures(),
+		LogErrors:         int(logErrors.Load()), StaleEvents: int(logStale.Load()),
 		HeapPerAgent: float64(msBefore.HeapInuse) / float64(max(sc.N, 1)),
 		MeasuredWall: wall, TotalWall: time.Since(began),
+		CPU: time.Duration(ru.Utime.Nano() + ru.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()),
 	}
 	if fd != nil {
 		r.WatcherMem = fd.memory()
