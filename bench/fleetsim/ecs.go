@@ -34,8 +34,8 @@ type ecsStream struct {
 	nextSvc atomic.Int64
 }
 
-func newECSStream(ctx context.Context, fl *fleet, o Options, obs *counter, pool *awshttp.BuildableClient) (*ecsStream, error) {
-	cfg, err := awsConfig(ctx, obs.observe, o.Speed, ecsAttempts, ecsMaxBackoff, pool)
+func newECSStream(ctx context.Context, fl *fleet, o Options, pool *awshttp.BuildableClient) (*ecsStream, error) {
+	cfg, err := awsConfig(ctx, appECS, o.Speed, ecsAttempts, ecsMaxBackoff, pool)
 	if err != nil {
 		return nil, err
 	}

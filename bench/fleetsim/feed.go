@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/refresh"
@@ -18,13 +17,14 @@ type feedSide struct {
 // errNoFeed: internal/feed's server and client are not on this branch yet.
 var errNoFeed = errors.New("the change feed is not implemented yet (internal/feed)")
 
-func startFeed(context.Context, *fleet, Options, *counter, *awshttp.BuildableClient) (*feedSide, error) {
+func startFeed(context.Context, *fleet, Options, float64, int) (*feedSide, error) {
 	return nil, errNoFeed
 }
 
-func (fd *feedSide) attach(context.Context, *refresh.Options, *config.Settings) error {
+func (fd *feedSide) attach(int, uint64, *refresh.Options, *config.Settings) error {
 	return errNoFeed
 }
+func (fd *feedSide) readMemory()                  {}
 func (fd *feedSide) startClients(context.Context) {}
 func (fd *feedSide) kill()                        {}
 func (fd *feedSide) stop()                        {}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -65,52 +64,6 @@ type Options struct {
 	Quotas []awsfake.Quota
 }
 
-// counter counts API attempts by operation and outcome.
-type counter struct {
-	mu     sync.Mutex
-	n      map[string]map[string]int // op → outcome → attempts
-	frozen bool                      // the span is over: what ends now was cut short by the simulator
-}
-
-func newCounter() *counter { return &counter{n: map[string]map[string]int{}} }
-
-func (c *counter) observe(_, op, outcome string, _ time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.frozen {
-		return
-	}
-	if c.n[op] == nil {
-		c.n[op] = map[string]int{}
-	}
-	c.n[op][outcome]++
-}
-
-func (c *counter) reset() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.n)
-}
-
-func (c *counter) freeze() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.frozen = true
-}
-
-func (c *counter) snapshot() map[string]map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string]map[string]int{}
-	for op, m := range c.n {
-		out[op] = map[string]int{}
-		for k, v := range m {
-			out[op][k] = v
-		}
-	}
-	return out
-}
-
 // delivery is one change an agent delivered (files written, actions run)
 // that carried the rotating reference.
 type delivery struct {
@@ -155,9 +108,11 @@ func (b scaledBackoff) BackoffDelay(attempt int, err error) (time.Duration, erro
 
 // awsConfig is the agent's configuration (fetch.LoadAWSConfig: container
 // credentials, the fake's endpoint) with the SDK's retry backoff scaled to
-// fleet time and one connection pool big enough for the fleet.
-func awsConfig(ctx context.Context, obs fetch.APIObserver, speed float64, attempts int, maxBackoff time.Duration, pool *awshttp.BuildableClient) (aws.Config, error) {
-	return fetch.LoadAWSConfig(ctx, obs,
+// fleet time and one connection pool big enough for the fleet. appID goes
+// into the User-Agent, which tells the limiter who called.
+func awsConfig(ctx context.Context, appID string, speed float64, attempts int, maxBackoff time.Duration, pool *awshttp.BuildableClient) (aws.Config, error) {
+	return fetch.LoadAWSConfig(ctx, nil,
+		awsconfig.WithAppID(appID),
 		awsconfig.WithHTTPClient(pool),
 		awsconfig.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {

@@ -27,10 +27,12 @@ func main() {
 	only := flag.String("run", "", "comma-separated scenario names (default: all)")
 	list := flag.Bool("list", false, "list the scenarios and exit")
 	dir := flag.String("dir", defaultDir(), "where the agents' output directories go")
+	n := flag.Int("n", 0, "override the scenarios' N (a quick look; the table's rows use their own)")
+	span := flag.Duration("span", 0, "override the scenarios' measured span (fleet time)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *speed, *only, *list, *dir); err != nil {
+	if err := run(ctx, *speed, *only, *list, *dir, *n, *span); err != nil {
 		fmt.Fprintln(os.Stderr, "fleetsim:", err)
 		os.Exit(1)
 	}
@@ -43,7 +45,7 @@ func defaultDir() string {
 	return os.TempDir()
 }
 
-func run(ctx context.Context, speed float64, only string, list bool, dir string) error {
+func run(ctx context.Context, speed float64, only string, list bool, dir string, n int, span time.Duration) error {
 	all := Scenarios()
 	if list {
 		for _, sc := range all {
@@ -54,6 +56,12 @@ func run(ctx context.Context, speed float64, only string, list bool, dir string)
 	var pick []Scenario
 	for _, sc := range all {
 		if only == "" || slices.Contains(strings.Split(only, ","), sc.Name) {
+			if n > 0 {
+				sc.N = n
+			}
+			if span > 0 {
+				sc.Span = span
+			}
 			pick = append(pick, sc)
 		}
 	}

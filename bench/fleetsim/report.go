@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/awsfake"
-	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
 )
 
 // List prices (us-east-1): Secrets Manager 0.05 USD per 10,000 API calls;
@@ -29,13 +28,13 @@ type Result struct {
 	Services   int
 	FileAgents int
 
-	Agents, Watcher, ECS map[string]map[string]int // op → outcome → attempts
-	Limiter              map[string]awsfake.OpCount
+	Agents, Watcher, ECS map[string]awsfake.OpCount // attempts by operation, over the span (ECS: to the last start's end)
 
 	ECSStarts, ECSFailed int
 	SignatureFailures    int // requests the fake's SigV4 check refused
 	LogErrors            int // error lines of the agents
 	StaleEvents          int // "refresh failed; keeping the last good value"
+	ErrorSamples         []string
 
 	Rotations int
 	Latencies []time.Duration // fleet time, one per (rotation, task) delivered
@@ -76,13 +75,12 @@ func (r *Result) latencies(rots []rotation, agents []*agent, speed float64) {
 	slices.Sort(r.Latencies)
 }
 
-// perMinute is attempts of op by outcome class, per minute of fleet time.
-func (r *Result) perMinute(m map[string]map[string]int, op string, throttled bool) float64 {
-	n := 0
-	for outcome, c := range m[op] {
-		if (outcome == fetch.OutcomeThrottled) == throttled {
-			n += c
-		}
+// perMinute is the attempts of op let through (or throttled), per minute
+// of fleet time.
+func (r *Result) perMinute(m map[string]awsfake.OpCount, op string, throttled bool) float64 {
+	n := m[op].Allowed
+	if throttled {
+		n = m[op].Throttled
 	}
 	return float64(n) / r.Scenario.Span.Minutes()
 }
@@ -133,12 +131,10 @@ func (r *Result) Row() string {
 		calls = append(calls, fmt.Sprintf("%.0f", r.fleetPerMinute(op, false)))
 	}
 	for op := range r.Agents {
-		throttled += r.fleetPerMinute(op, true)
+		throttled += r.perMinute(r.Agents, op, true)
 	}
 	for op := range r.Watcher {
-		if r.Agents[op] == nil {
-			throttled += r.perMinute(r.Watcher, op, true)
-		}
+		throttled += r.perMinute(r.Watcher, op, true)
 	}
 	lat := "no rotation"
 	if r.Rotations > 0 {
@@ -166,20 +162,19 @@ func (r *Result) Detail() string {
 		r.CPU.Seconds()/r.TotalWall.Seconds(), r.LogErrors, r.StaleEvents, r.ECSStarts, r.ECSFailed)
 	for _, who := range []struct {
 		name string
-		m    map[string]map[string]int
+		m    map[string]awsfake.OpCount
 	}{{"agents", r.Agents}, {"watcher", r.Watcher}, {"ECS starts", r.ECS}} {
 		if len(who.m) == 0 {
 			continue
 		}
 		var parts []string
 		for _, op := range slices.Sorted(maps.Keys(who.m)) {
-			var oc []string
-			for _, out := range slices.Sorted(maps.Keys(who.m[op])) {
-				oc = append(oc, fmt.Sprintf("%s %d", out, who.m[op][out]))
-			}
-			parts = append(parts, op+" ("+strings.Join(oc, ", ")+")")
+			parts = append(parts, fmt.Sprintf("%s %d (%d throttled)", op, who.m[op].Allowed, who.m[op].Throttled))
 		}
 		fmt.Fprintf(&b, "  - %s: %s\n", who.name, strings.Join(parts, "; "))
+	}
+	for _, e := range r.ErrorSamples {
+		fmt.Fprintf(&b, "  - agent error: %s\n", e)
 	}
 	return b.String()
 }

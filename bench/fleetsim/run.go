@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -92,11 +94,18 @@ func (fl *fleet) taskConfig(s int, outputDir string, interval time.Duration, fee
 // refresh that failed makes a secret stale.
 type countingHandler struct {
 	errors, stale *atomic.Int64
+	first         *sync.Map // message → one record's attributes, for the report
 }
 
 func (h countingHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
 func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
 	h.errors.Add(1)
+	var b strings.Builder
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	h.first.LoadOrStore(r.Message, b.String())
 	if len(r.Message) >= 14 && r.Message[:14] == "refresh failed" {
 		h.stale.Add(1)
 	}
@@ -104,6 +113,23 @@ func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// The AWS callers, told apart by the app id in their User-Agent; the
+// watcher, a process of its own, has none.
+const (
+	appAgents = "fleetsim-agents"
+	appECS    = "fleetsim-ecs"
+)
+
+func caller(r *http.Request) string {
+	ua := r.Header.Get("User-Agent")
+	for _, app := range []string{appAgents, appECS} {
+		if strings.Contains(ua, "app/"+app) {
+			return app
+		}
+	}
+	return ""
+}
 
 // Run runs one scenario and measures it.
 func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
@@ -129,19 +155,20 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 	o.Setenv("AWS_ENDPOINT_URL", fl.lim.URL)
 
 	pool := newPool()
-	agentCalls, watcherCalls, ecsCalls := newCounter(), newCounter(), newCounter()
-	agentCfg, err := awsConfig(ctx, agentCalls.observe, o.Speed, fetch.MaxAttempts, 10*time.Second, pool)
+	fl.lim.CountBy(caller)
+	agentCfg, err := awsConfig(ctx, appAgents, o.Speed, fetch.MaxAttempts, 10*time.Second, pool)
 	if err != nil {
 		return nil, err
 	}
 	interval := scale(5 * time.Minute)
 	var logErrors, logStale atomic.Int64
-	log := slog.New(countingHandler{&logErrors, &logStale})
+	var firstErrors sync.Map
+	log := slog.New(countingHandler{&logErrors, &logStale, &firstErrors})
 
 	var feedURL string
 	var fd *feedSide
 	if sc.Feed {
-		if fd, err = startFeed(ctx, fl, o, watcherCalls, pool); err != nil {
+		if fd, err = startFeed(ctx, fl, o, o.Speed, sc.N); err != nil {
 			return nil, err
 		}
 		defer fd.stop()
@@ -180,7 +207,7 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 			Actions: func([]config.Action) ([]action.Action, error) { return []action.Action{rec}, nil },
 		}
 		if fd != nil {
-			if err := fd.attach(ctx, &lo, s); err != nil {
+			if err := fd.attach(i, o.Seed, &lo, s); err != nil {
 				return nil, err
 			}
 		}
@@ -211,15 +238,13 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 	}
 	fl.lim.SetQuotas(quotas)
 	fl.lim.Reset()
-	agentCalls.reset()
-	watcherCalls.reset()
 	logErrors.Store(0)
 	logStale.Store(0)
 	runtime.GC()
 	var msBefore runtime.MemStats
 	runtime.ReadMemStats(&msBefore)
 
-	ecs, err := newECSStream(ctx, fl, o, ecsCalls, pool)
+	ecs, err := newECSStream(ctx, fl, o, pool)
 	if err != nil {
 		return nil, err
 	}
@@ -227,11 +252,14 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	t0 := time.Now()
-	// The calls the end of the span cuts short are not counted. Task
-	// starts are not cut short: they run to their end.
+	// The fleet's calls are counted over the span. Task starts run to
+	// their end.
+	var agentsAtEnd, watcherAtEnd map[string]awsfake.OpCount
 	end := time.AfterFunc(scale(sc.Span), func() {
-		agentCalls.freeze()
-		watcherCalls.freeze()
+		agentsAtEnd, watcherAtEnd = fl.lim.CountsOf(appAgents), fl.lim.CountsOf("")
+		if fd != nil {
+			fd.readMemory()
+		}
 		stop()
 	})
 	defer end.Stop()
@@ -264,8 +292,7 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 	runtime.ReadMemStats(&ms)
 	r := &Result{
 		Scenario: sc, Speed: o.Speed, Services: services, FileAgents: (sc.N + filesEvery - 1) / filesEvery,
-		Agents: agentCalls.snapshot(), Watcher: watcherCalls.snapshot(), ECS: ecsCalls.snapshot(),
-		Limiter: fl.lim.Counts(), ECSStarts: int(ecs.starts.Load()), ECSFailed: int(ecs.failed.Load()),
+		Agents: agentsAtEnd, Watcher: watcherAtEnd, ECS: fl.lim.CountsOf(appECS), ECSStarts: int(ecs.starts.Load()), ECSFailed: int(ecs.failed.Load()),
 		SignatureFailures: fl.fake.SignatureFailures(),
 		LogErrors:         int(logErrors.Load()), StaleEvents: int(logStale.Load()),
 		HeapPerAgent: float64(msBefore.HeapInuse) / float64(max(sc.N, 1)),
@@ -275,6 +302,10 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 	if fd != nil {
 		r.WatcherMem = fd.memory()
 	}
+	firstErrors.Range(func(k, v any) bool {
+		r.ErrorSamples = append(r.ErrorSamples, k.(string)+v.(string))
+		return len(r.ErrorSamples) < 5
+	})
 	r.latencies(rots, agents, o.Speed)
 	return r, nil
 }

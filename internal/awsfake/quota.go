@@ -67,6 +67,8 @@ type Limiter struct {
 	byOp    map[string]*Quota
 	buckets map[string]*bucket // region + " " + quota name
 	counts  map[string]*OpCount
+	byWho   map[string]map[string]*OpCount
+	who     func(*http.Request) string
 }
 
 type bucket struct {
@@ -81,11 +83,32 @@ func NewLimiter(f *Fake, quotas []Quota, now func() time.Time) *Limiter {
 	if now == nil {
 		now = time.Now
 	}
-	l := &Limiter{f: f, now: now, byOp: map[string]*Quota{}, buckets: map[string]*bucket{}, counts: map[string]*OpCount{}}
+	l := &Limiter{f: f, now: now, byOp: map[string]*Quota{}, buckets: map[string]*bucket{}, counts: map[string]*OpCount{},
+		byWho: map[string]map[string]*OpCount{}}
 	l.SetQuotas(quotas)
 	l.srv = httptest.NewServer(http.HandlerFunc(l.serve))
 	l.URL = l.srv.URL
 	return l
+}
+
+// CountBy makes the limiter also count calls by caller: who names the
+// caller of a request (from its User-Agent, say). Call it before any
+// request.
+func (l *Limiter) CountBy(who func(*http.Request) string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.who = who
+}
+
+// CountsOf is Counts for the calls CountBy attributed to who.
+func (l *Limiter) CountsOf(who string) map[string]OpCount {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]OpCount{}
+	for op, c := range l.byWho[who] {
+		out[op] = *c
+	}
+	return out
 }
 
 // SetQuotas replaces the quotas; buckets start full again.
@@ -122,6 +145,7 @@ func (l *Limiter) Reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	clear(l.counts)
+	clear(l.byWho)
 }
 
 // Quotas returns the quotas by operation.
@@ -136,17 +160,39 @@ func (l *Limiter) Quotas() map[string]Quota {
 }
 
 // allow takes a token for op in region, and counts the call.
-func (l *Limiter) allow(region, op string) bool {
+func (l *Limiter) allow(r *http.Request, region, op string) bool {
+	ok := l.take(region, op)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	c := l.counts[op]
-	if c == nil {
-		c = &OpCount{}
-		l.counts[op] = c
+	count := func(m map[string]*OpCount) {
+		c := m[op]
+		if c == nil {
+			c = &OpCount{}
+			m[op] = c
+		}
+		if ok {
+			c.Allowed++
+		} else {
+			c.Throttled++
+		}
 	}
+	count(l.counts)
+	if l.who != nil {
+		w := l.who(r)
+		if l.byWho[w] == nil {
+			l.byWho[w] = map[string]*OpCount{}
+		}
+		count(l.byWho[w])
+	}
+	return ok
+}
+
+// take takes a token from op's bucket in region, if op has a quota.
+func (l *Limiter) take(region, op string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	q := l.byOp[op]
 	if q == nil {
-		c.Allowed++
 		return true
 	}
 	now := l.now()
@@ -161,11 +207,9 @@ func (l *Limiter) allow(region, op string) bool {
 		b.at = now
 	}
 	if b.tokens < 1 {
-		c.Throttled++
 		return false
 	}
 	b.tokens--
-	c.Allowed++
 	return true
 }
 
@@ -174,7 +218,7 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request) {
 	// The account's region is the one the request is signed for; a request
 	// the fake would reject anyway goes through and is rejected there.
 	auth, _ := parseAuthorization(r.Header.Get("Authorization"))
-	if op != "" && !l.allow(auth.region, op) {
+	if op != "" && !l.allow(r, auth.region, op) {
 		e := Throttled
 		writeError(w, &e)
 		return

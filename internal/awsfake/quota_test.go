@@ -240,3 +240,31 @@ func TestQuotaScaled(t *testing.T) {
 		t.Errorf("Scaled(10) = %+v from %+v; want rate 400, burst 40, original unchanged", s, q)
 	}
 }
+
+func TestLimiterCountsByCaller(t *testing.T) {
+	f, cfg := setup(t)
+	f.PutParameter(region, "/a", "v", false)
+	l := awsfake.NewLimiter(f, []awsfake.Quota{{Name: "ssm", Ops: []string{"GetParameters"}, Rate: 1, Burst: 3}}, func() time.Time { return time.Time{} })
+	defer l.Close()
+	l.CountBy(func(r *http.Request) string {
+		if strings.Contains(r.Header.Get("User-Agent"), "app/fleet") {
+			return "fleet"
+		}
+		return "other"
+	})
+	fleet := cfg.Copy()
+	fleet.AppID = "fleet"
+	for _, c := range []aws.Config{fleet, fleet, cfg, fleet, cfg} {
+		_, _ = ssm.NewFromConfig(c, func(o *ssm.Options) { o.BaseEndpoint = aws.String(l.URL); o.RetryMaxAttempts = 1 }).
+			GetParameters(context.Background(), &ssm.GetParametersInput{Names: []string{"/a"}})
+	}
+	if got, want := l.CountsOf("fleet")["GetParameters"], (awsfake.OpCount{Allowed: 2, Throttled: 1}); got != want {
+		t.Errorf("fleet: %+v, want %+v", got, want)
+	}
+	if got, want := l.CountsOf("other")["GetParameters"], (awsfake.OpCount{Allowed: 1, Throttled: 1}); got != want {
+		t.Errorf("other: %+v, want %+v", got, want)
+	}
+	if got, want := l.Counts()["GetParameters"], (awsfake.OpCount{Allowed: 3, Throttled: 2}); got != want {
+		t.Errorf("all: %+v, want %+v", got, want)
+	}
+}
