@@ -62,6 +62,9 @@ type Options struct {
 	Setenv func(key, value string)
 	// Quotas, before scaling; nil means awsfake.DefaultQuotas.
 	Quotas []awsfake.Quota
+	// Agent is the agent binary, run as `agent watch --feed-addr` for the
+	// feed scenarios.
+	Agent string
 }
 
 // delivery is one change an agent delivered (files written, actions run)
