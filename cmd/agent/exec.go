@@ -35,6 +35,7 @@ const exitNotFound = 127
 func runExec(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs, c := newFlagSet("exec", stderr)
 	fs.StringVar(&c.Interval, "interval", "", "refresh interval; setting it (or refresh in the config) keeps the app's secrets fresh")
+	fs.StringVar(&c.Feed, "feed", "", feedUsage)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: agent exec [flags] -- COMMAND [ARGS...]")
 		fs.PrintDefaults()
@@ -100,8 +101,15 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 	app := &appChild{}
 	fetcher := &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: region}
 	redeployer := redeployBuilder(ctx, cfg, getenv, log)
+	// The feed's client lives as long as the loop: SIGTERM goes to the
+	// app, and the agent ends when the app does.
+	fd, stopFeed, err := startFeed(context.WithoutCancel(ctx), s, region, nil, log)
+	if err != nil {
+		return err
+	}
+	defer stopFeed()
 	loop, err := refresh.New(refresh.Options{
-		Source: fetcher, Settings: s, Status: status.New(s.MaxStale, time.Now), Log: log, Rand: rand.Float64,
+		Source: fetcher, Settings: s, Status: status.New(s.MaxStale, time.Now), Log: log, Rand: rand.Float64, Feed: fd,
 		Actions: func(a []config.Action) ([]action.Action, error) {
 			return action.New(a, action.Options{Child: app, Redeploy: redeployer, Log: log})
 		},

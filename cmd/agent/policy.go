@@ -10,13 +10,14 @@ import (
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/policy"
 )
 
-// runPolicy prints the least-privilege IAM policy for the configuration (or,
-// with --trust, the role's trust policy); notes on every wildcard go to stderr.
+// runPolicy prints the least-privilege IAM policy for the configuration, the
+// watched services and the change feed (or, with --trust, the role's trust
+// policy); notes on every wildcard go to stderr.
 func runPolicy(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("agent policy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var flags config.Flags
-	var commands, services []string
+	var commands, services, feedPrefixes []string
 	fs.StringVar(&flags.ConfigPath, "config", "", "JSON config `FILE` (or AGENT_CONFIG)")
 	fs.Var(repeated{&flags.Secrets}, "secret", "a secret as `NAME=VALUEFROM` (repeatable)")
 	region := fs.String("region", getenv("AWS_REGION"), "the task's `REGION`, for Parameter Store names (default $AWS_REGION)")
@@ -24,6 +25,8 @@ func runPolicy(args []string, getenv func(string) string, stdout, stderr io.Writ
 	fs.Var(repeated{&commands}, "command", "agent `COMMAND` this role runs: init, run, exec or watch (repeatable; default run)")
 	cluster := fs.String("cluster", "", "for agent watch: the `CLUSTER` of the --service values")
 	fs.Var(repeated{&services}, "service", "for agent watch: a `SERVICE` it watches (repeatable)")
+	feed := fs.Bool("feed", false, "the role serves the change feed (agent watch --feed-addr): metadata reads of every parameter and secret of --region, never a value")
+	fs.Var(repeated{&feedPrefixes}, "feed-prefix", "with --feed: only the parameters and secrets whose names start with `PREFIX` (/prod/ → parameter/prod/*, secret:prod/*; repeatable; implies --feed)")
 	trust := fs.Bool("trust", false, "print the trust policy for ecs-tasks.amazonaws.com instead")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -35,7 +38,13 @@ func runPolicy(args []string, getenv func(string) string, stdout, stderr io.Writ
 		return usageErr(stderr, "policy: unexpected argument %q", fs.Arg(0))
 	}
 	in := policy.Input{Region: *region, Account: *account, Commands: commands}
-	if flags.ConfigPath != "" || len(flags.Secrets) > 0 || getenv("AGENT_CONFIG") != "" || len(services) == 0 {
+	if len(feedPrefixes) > 0 {
+		*feed = true
+	}
+	if *feed {
+		in.Feed = &policy.Feed{Prefixes: feedPrefixes}
+	}
+	if flags.ConfigPath != "" || len(flags.Secrets) > 0 || getenv("AGENT_CONFIG") != "" || len(services) == 0 && !*feed {
 		s, err := config.Load(flags, getenv)
 		if err != nil && !*trust {
 			return usageErr(stderr, "policy: %v", err)

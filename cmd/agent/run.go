@@ -184,6 +184,7 @@ func runCheck(args []string, getenv func(string) string, stdout, stderr io.Write
 	fs, c := newFlagSet("check", stderr)
 	fs.StringVar(&c.Interval, "interval", "", "as for run and exec")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "as for run")
+	fs.StringVar(&c.Feed, "feed", "", "as for run and exec")
 	forCmd := fs.String("for", "run", "the `COMMAND` the configuration is for: init, run or exec (which onChange actions it allows)")
 	s, log, err := c.parse(fs, args, getenv, stderr)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/action"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/feed"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/metrics"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/refresh"
@@ -38,6 +39,7 @@ func runSidecar(ctx context.Context, args []string, getenv func(string) string, 
 	fs, c := newFlagSet("run", stderr)
 	fs.StringVar(&c.Interval, "interval", "", "refresh interval, e.g. 30s or 5m (default 5m); overrides refresh.interval")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "`HOST:PORT` for /metrics, /healthz and /readyz (default "+DefaultMetricsAddr+"; port 0 picks one)")
+	fs.StringVar(&c.Feed, "feed", "", feedUsage)
 	s, log, err := c.parse(fs, args, getenv, stderr)
 	if err != nil {
 		return err
@@ -75,9 +77,14 @@ func runSidecar(ctx context.Context, args []string, getenv func(string) string, 
 		return action.New(a, action.Options{Redeploy: redeployer, Log: log})
 	}
 	fetcher := &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: region}
+	fd, stopFeed, err := startFeed(ctx, s, region, m.Registerer(), log)
+	if err != nil {
+		return err
+	}
+	defer stopFeed()
 	loop, err := refresh.New(refresh.Options{
 		Source:   fetcher,
-		Settings: s, Metrics: m, Status: st, Log: log, Rand: rand.Float64, Actions: newActions,
+		Settings: s, Metrics: m, Status: st, Log: log, Rand: rand.Float64, Actions: newActions, Feed: fd,
 	})
 	if err != nil {
 		log.Error("invalid configuration: " + err.Error())
@@ -195,4 +202,26 @@ func serveEndpoints(addr string, maxStale time.Duration, log *slog.Logger) (*sta
 		_ = shutdown(ctx)
 	}
 	return st, m, stop, nil
+}
+
+const feedUsage = "change feed `URL` (agent watch --feed-addr): while it answers, no polling calls to AWS; overrides refresh.feed"
+
+// startFeed runs the change feed's client when s names a feed; stop ends
+// it and waits. With none, the loop polls AWS itself (a nil Feed).
+func startFeed(ctx context.Context, s *config.Settings, region string, reg prometheus.Registerer, log *slog.Logger) (refresh.Feed, func(), error) {
+	if s.Feed == "" {
+		return nil, func() {}, nil
+	}
+	c, err := feed.NewClient(feed.ClientOptions{
+		URL: s.Feed, Region: region, Interval: s.Interval, Log: log.With("component", "feed"), Registerer: reg,
+	})
+	if err != nil {
+		log.Error("invalid configuration: " + err.Error())
+		return nil, nil, &exitError{code: exitUsage, msg: err.Error()}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	log.Info("asking the change feed which secrets moved", "feed", c.URL(), "wait", feed.ClientWait(s.Interval).String())
+	return c, func() { cancel(); <-done }, nil
 }

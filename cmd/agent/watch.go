@@ -6,13 +6,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/feed"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/taskmeta"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/watch"
@@ -30,10 +34,14 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	cluster := fs.String("cluster", "", "the `CLUSTER` (name or ARN) of the --service values")
 	fs.Var(repeated{&services}, "service", "a `SERVICE` to watch (name or ARN; repeatable)")
 	region := fs.String("region", "", "the services' `REGION` (default $AWS_REGION, else the task's)")
-	fs.StringVar(&c.ConfigPath, "config", "", "JSON config `FILE` (or AGENT_CONFIG): services, interval, dryRun, metricsAddr")
-	fs.StringVar(&c.Interval, "interval", "", "polling interval (default 5m)")
+	fs.StringVar(&c.ConfigPath, "config", "", "JSON config `FILE` (or AGENT_CONFIG): services, interval, dryRun, metricsAddr, feedAddr")
+	fs.StringVar(&c.Interval, "interval", "", "polling interval (default 5m; 1m when serving the feed)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "`HOST:PORT` for /metrics, /healthz and /readyz (default "+DefaultMetricsAddr+")")
 	dryRun := fs.Bool("dry-run", false, "log what would be redeployed; call nothing that writes")
+	feedAddr := fs.String("feed-addr", "", "serve the change feed (docs/FEED.md) on `HOST:PORT`; --service is then optional")
+	feedMaxClients := fs.Int("feed-max-clients", feed.DefaultMaxClients, "requests the change feed holds at once")
+	feedMaxRefs := fs.Int("feed-max-refs", feed.DefaultMaxRefs, "distinct references the change feed tracks")
+	eventsQueue := fs.String("events-queue", "", "SQS queue `URL` of Parameter Store and Secrets Manager change events, for the feed to poll at once (docs/FEED.md)")
 	if err := fs.Parse(args); err != nil {
 		return flagErr(err)
 	}
@@ -56,11 +64,23 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	for _, svc := range services {
 		wc.Services = append(wc.Services, config.WatchService{Cluster: *cluster, Service: svc, Region: *region})
 	}
-	if len(wc.Services) == 0 {
-		return usageErr(stderr, "watch: no services: give --cluster and --service, or services in --config/AGENT_CONFIG")
+	if *feedAddr != "" {
+		wc.FeedAddr = *feedAddr
+	}
+	if len(wc.Services) == 0 && wc.FeedAddr == "" {
+		return usageErr(stderr, "watch: no services and no feed: give --cluster and --service, services in --config/AGENT_CONFIG, or --feed-addr")
+	}
+	if *feedMaxClients < 1 || *feedMaxRefs < 1 {
+		return usageErr(stderr, "watch: --feed-max-clients and --feed-max-refs must be 1 or more")
 	}
 	if c.Interval != "" {
 		wc.Interval = c.Interval
+	}
+	if *eventsQueue != "" {
+		wc.EventsQueue = *eventsQueue
+	}
+	if wc.EventsQueue != "" && wc.FeedAddr == "" {
+		return usageErr(stderr, "watch: --events-queue needs --feed-addr (or feedAddr): change events only make the feed poll sooner")
 	}
 	if *dryRun {
 		wc.DryRun = true
@@ -76,12 +96,17 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 			return usageErr(stderr, "watch: --interval %q is not a duration of 1s or more", c.Interval)
 		}
 	}
+	// A feed's clients need its view well within their own (5m) interval.
 	interval := wc.IntervalOr(5 * time.Minute)
+	if wc.FeedAddr != "" {
+		interval = wc.IntervalOr(feed.DefaultServerInterval)
+	}
 	jitter := interval / 10
 	home := *region
 	if home == "" {
-		// The task's own region: AWS_REGION, else the task metadata.
-		if home, err = taskRegionOf(ctx, getenv); err != nil {
+		// The task's own region: AWS_REGION, else the task metadata. The
+		// feed alone does not need it: each request names its region.
+		if home, err = taskRegionOf(ctx, getenv); err != nil && len(wc.Services) > 0 {
 			return usageErr(stderr, "watch: --region not given and %v", err)
 		}
 	}
@@ -105,25 +130,109 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 		log.Error(err.Error())
 		return &exitError{code: exitFailed, msg: err.Error()}
 	}
-	w := watch.New(watch.Options{
-		ECS:     watch.NewECSClients(cfg),
-		SSM:     watch.NewSSMClients(cfg),
-		Source:  &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: *region, Attempts: fetch.RefreshMaxAttempts},
-		Owner:   watcherID(ctx, getenv),
-		Targets: targets, Interval: interval, Jitter: jitter, DryRun: wc.DryRun, // the flag or the file
-		Log: log, Metrics: m, Status: st, Rand: rand.Float64, Now: time.Now,
-	})
-	if err := w.Validate(); err != nil {
-		log.Error("invalid configuration: " + err.Error())
-		return &exitError{code: exitUsage, msg: err.Error()}
+	clients := fetch.NewClients(cfg)
+	var w *watch.Watcher
+	if len(targets) > 0 {
+		w = watch.New(watch.Options{
+			ECS:     watch.NewECSClients(cfg),
+			SSM:     watch.NewSSMClients(cfg),
+			Source:  &fetch.Fetcher{Clients: clients, Region: *region, Attempts: fetch.RefreshMaxAttempts},
+			Owner:   watcherID(ctx, getenv),
+			Targets: targets, Interval: interval, Jitter: jitter, DryRun: wc.DryRun, // the flag or the file
+			Log: log, Metrics: m, Status: st, Rand: rand.Float64, Now: time.Now,
+		})
+		if err := w.Validate(); err != nil {
+			log.Error("invalid configuration: " + err.Error())
+			return &exitError{code: exitUsage, msg: err.Error()}
+		}
 	}
 	debug.SetGCPercent(longRunningGCPercent)
-	log.Info("watching", "services", len(targets), "region", home, "interval", interval.String(), "dry_run", wc.DryRun)
-	if err := w.Run(ctx); err != nil {
-		log.Error(err.Error())
-		return &exitError{code: exitFailed, msg: err.Error()}
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }() // the watcher and the feed stop together
+	var feedSrv *feed.Server
+	if wc.FeedAddr != "" {
+		feedSrv = feed.NewServer(feed.ServerOptions{
+			// Versions only: the feed never reads a value.
+			Source:   &fetch.Fetcher{Clients: clients, Region: home, Attempts: fetch.RefreshMaxAttempts},
+			Interval: interval, Jitter: jitter, MaxClients: *feedMaxClients, MaxRefs: *feedMaxRefs,
+			Log: log, Registerer: m.Registerer(), Status: st, Now: time.Now, Rand: rand.Float64,
+		})
+		if err := serveFeed(ctx, &wg, cancel, wc.FeedAddr, feedSrv, log); err != nil {
+			log.Error(err.Error())
+			return &exitError{code: exitFailed, msg: err.Error()}
+		}
+		if w == nil {
+			st.Rendered() // nothing else to do first: healthy once serving
+		}
 	}
+	if feedSrv != nil {
+		if err := startEvents(ctx, &wg, wc.EventsQueue, cfg, getenv, feedSrv.Notify, m, log); err != nil {
+			log.Error("invalid configuration: " + err.Error())
+			return &exitError{code: exitUsage, msg: err.Error()}
+		}
+	}
+
+	log.Info("watching", "services", len(targets), "region", home, "interval", interval.String(), "dry_run", wc.DryRun, "feed", wc.FeedAddr != "")
+	if w != nil {
+		if err := w.Run(ctx); err != nil {
+			log.Error(err.Error())
+			return &exitError{code: exitFailed, msg: err.Error()}
+		}
+	}
+	<-ctx.Done()
 	log.Info("stopping")
+	return nil
+}
+
+// Limits of the feed's HTTP server. Its requests are held for up to
+// feed.MaxWait, so it is not status.Serve, which allows 16 connections
+// and writes within 30 s.
+const (
+	feedReadHeaderTimeout = 5 * time.Second
+	// The body; net/http lifts the deadline once it is read, so it does
+	// not cut held requests short.
+	feedReadTimeout  = 10 * time.Second
+	feedWriteTimeout = feed.MaxWait + 30*time.Second
+	// Clients ask again at once after an answer: keep their connection.
+	feedIdleTimeout = 2 * time.Minute
+)
+
+// serveFeed listens on addr, logs the bound address (port 0 picks one),
+// and serves the feed and polls for it until ctx ends; it cancels ctx if
+// the listener fails. On the way out, held requests are answered (Run
+// returns) and the server is shut down within shutdownBudget.
+func serveFeed(ctx context.Context, wg *sync.WaitGroup, cancel func(), addr string, fs *feed.Server, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("serving the change feed on %s: %w", addr, err)
+	}
+	hs := &http.Server{
+		Handler:           fs.Handler(),
+		ReadHeaderTimeout: feedReadHeaderTimeout, ReadTimeout: feedReadTimeout,
+		WriteTimeout: feedWriteTimeout, IdleTimeout: feedIdleTimeout,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("serving the change feed", "addr", ln.Addr().String(), "path", feed.Path)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("change feed server failed: " + err.Error())
+			cancel()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		_ = fs.Run(ctx)
+		sctx, scancel := context.WithTimeout(context.Background(), shutdownBudget)
+		defer scancel()
+		if err := hs.Shutdown(sctx); err != nil {
+			_ = hs.Close()
+		}
+	}()
 	return nil
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/tdcheck"
 )
 
@@ -55,6 +56,18 @@ func TestAgentTemplate(t *testing.T) {
 		{"sidecar-signal", map[string]string{
 			"Pattern": "sidecar", "Secrets": "DB_PASSWORD=" + param + ",API_KEY=" + secretRef,
 			"ParameterArns": paramARN, "SecretArns": secretARN, "SignalProcess": "nginx", "AgentUser": "0",
+		}},
+		{"sidecar-feed-signal", map[string]string{
+			"Pattern": "sidecar", "Secrets": "DB_PASSWORD=" + param, "ParameterArns": paramARN, "SignalProcess": "nginx", "AgentUser": "0",
+			"FeedUrl": "http://loadbalancer-0123456789abcdef.elb.us-east-1.amazonaws.com:8081",
+		}},
+		{"sidecar-feed", map[string]string{
+			"Pattern": "sidecar", "Secrets": "API_KEY=" + secretRef, "SecretArns": secretARN,
+			"FeedUrl": "http://loadbalancer-0123456789abcdef.elb.us-east-1.amazonaws.com:8081",
+		}},
+		{"init-feed-ignored", map[string]string{
+			"Pattern": "init", "Secrets": "DB_PASSWORD=" + param, "ParameterArns": paramARN,
+			"FeedUrl": "http://loadbalancer-0123456789abcdef.elb.us-east-1.amazonaws.com:8081",
 		}},
 		{"sidecar-secrets-only", map[string]string{
 			"Pattern": "sidecar", "Secrets": "API_KEY=" + secretRef, "SecretArns": secretARN, "CpuArchitecture": "ARM64",
@@ -163,6 +176,26 @@ func checkAgentStack(t *testing.T, agent string, tmpl map[string]any, region str
 		t.Errorf("agent command %q, want %q", agentC.Command, wantCmd)
 	}
 	checkAgentCommand(t, agent, agentC)
+	// A sidecar given FeedUrl asks the feed (refresh.feed); an init
+	// container does not refresh, so it has none.
+	s, err := config.Load(config.Flags{Secrets: strings.Split(params["Secrets"], ",")}, func(k string) string {
+		for _, e := range agentC.Environment {
+			if tdcheck.Deref(e.Name) == k {
+				return tdcheck.Deref(e.Value)
+			}
+		}
+		return ""
+	})
+	wantFeed := params["FeedUrl"]
+	if command == "init" {
+		wantFeed = ""
+	}
+	switch {
+	case err != nil:
+		t.Errorf("agent's configuration: %v", err)
+	case s.Feed != wantFeed:
+		t.Errorf("agent's refresh.feed %q, want %q", s.Feed, wantFeed)
+	}
 
 	role := stack.properties(t, "TaskRole", "AWS::IAM::Role")
 	checkTrust(t, agent, region, role)
@@ -300,7 +333,7 @@ func rolePolicies(t *testing.T, s *stack, role string) map[string]any {
 		}
 	}
 	// The order agent policy prints them in.
-	rank := []string{"WatchServices", "WatchTaskDefinitions", "WatchParameters", "WatchSecrets", "WatchRedeployLock"}
+	rank := []string{"WatchServices", "WatchTaskDefinitions", "WatchParameters", "WatchSecrets", "WatchRedeployLock", "FeedParameters", "FeedSecrets"}
 	sort.SliceStable(order, func(i, j int) bool { return slices.Index(rank, order[i]) < slices.Index(rank, order[j]) })
 	var stmts []any
 	for _, sid := range order {
@@ -453,6 +486,10 @@ func evaluate(t *testing.T, tmpl map[string]any, region string, given map[string
 			s.refs[id] = id // Ref is the role's name
 		case "AWS::ECS::TaskDefinition":
 			s.refs[id] = "arn:aws:ecs:" + s.region + ":" + testAccount + ":task-definition/" + id + ":1"
+		case "AWS::SQS::Queue":
+			s.refs[id] = "https://sqs." + s.region + ".amazonaws.com/" + testAccount + "/" + id // Ref is the queue URL
+		case "AWS::IAM::ManagedPolicy":
+			s.refs[id] = "arn:aws:iam::" + testAccount + ":policy/" + id
 		default:
 			s.refs[id] = "ref-" + id
 		}
@@ -533,13 +570,39 @@ func (s *stack) ref(name string, scope map[string]string) (any, error) {
 }
 
 func (s *stack) getAtt(res, attr string) (any, error) {
-	if _, ok := s.refs[res]; !ok {
+	r, ok := s.resources[res].(map[string]any)
+	if _, known := s.refs[res]; !ok || !known {
 		return nil, fmt.Errorf("Fn::GetAtt %s.%s: no such resource", res, attr)
 	}
-	if attr != "Arn" {
-		return nil, fmt.Errorf("Fn::GetAtt %s.%s: the evaluator knows Arn only", res, attr)
+	switch typ := r["Type"]; {
+	case attr == "Arn" && typ == "AWS::IAM::Role":
+		return "arn:aws:iam::" + testAccount + ":role/" + res, nil
+	case attr == "GroupId" && typ == "AWS::EC2::SecurityGroup":
+		return "sg-" + strings.ToLower(res), nil
+	case attr == "DNSName" && typ == "AWS::ElasticLoadBalancingV2::LoadBalancer":
+		return strings.ToLower(res) + "-0123456789abcdef.elb." + s.region + ".amazonaws.com", nil
 	}
-	return "arn:aws:iam::" + testAccount + ":role/" + res, nil
+	switch typ := r["Type"]; {
+	case attr == "Arn" && typ == "AWS::SQS::Queue":
+		return "arn:aws:sqs:" + s.region + ":" + testAccount + ":" + res, nil
+	case attr == "Arn" && typ == "AWS::Events::Rule":
+		return "arn:aws:events:" + s.region + ":" + testAccount + ":rule/" + res, nil
+	}
+	return nil, fmt.Errorf("Fn::GetAtt %s.%s: the evaluator knows a role's, a queue's and a rule's Arn, a security group's GroupId and a load balancer's DNSName only", res, attr)
+}
+
+// output evaluates one of the template's Outputs.
+func (s *stack) output(t *testing.T, tmpl map[string]any, name string) any {
+	t.Helper()
+	o, ok := tmpl["Outputs"].(map[string]any)[name].(map[string]any)
+	if !ok {
+		t.Fatalf("no output %s", name)
+	}
+	v, err := s.eval(o["Value"], nil)
+	if err != nil {
+		t.Fatalf("output %s: %v", name, err)
+	}
+	return v
 }
 
 // eval resolves the intrinsic functions in v.

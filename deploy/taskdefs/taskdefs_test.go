@@ -7,18 +7,24 @@
 // service's flags are those `agent watch -h` lists, its task role policy is
 // what `agent policy --command watch` prints for them, and deploy/README.md
 // creates the service with one task that is never doubled by a deployment.
+// A watcher that serves the change feed listens where other tasks reach
+// it, has the metadata-only policy of `agent policy --feed`, runs as two or
+// more tasks behind a load balancer, and polls at most half as often as
+// the agents that use it.
 package taskdefs
 
 import (
 	"bytes"
 	"encoding/json"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +32,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/tdcheck"
 )
 
@@ -42,7 +49,11 @@ var placeholders = strings.NewReplacer(
 	"YOUR_REGISTRY", "111122223333.dkr.ecr.us-east-1.amazonaws.com",
 	"VERSION", "1.0.0",
 	"KMS_KEY_ID", "1234abcd-12ab-34cd-56ef-1234567890ab",
+	"FEED_HOST", testFeedHost,
 )
+
+// testFeedHost stands for the feed watchers' internal load balancer.
+const testFeedHost = "secrets-feed-0123456789abcdef.elb.us-east-1.amazonaws.com"
 
 const agentImage = "111122223333.dkr.ecr.us-east-1.amazonaws.com/ecs-secrets-agent:1.0.0"
 
@@ -287,7 +298,7 @@ func checkWatch(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput,
 	t.Helper()
 	name := deref(c.Name)
 	known := watchFlags(t, agent)
-	var cluster, region, metricsAddr string
+	var cluster, region, metricsAddr, feedAddr string
 	var services []string
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
@@ -319,15 +330,35 @@ func checkWatch(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput,
 			region = value
 		case "metrics-addr":
 			metricsAddr = value
+		case "feed-addr":
+			feedAddr = value
 		case "interval":
 			if d, err := time.ParseDuration(value); err != nil || d < time.Second {
 				t.Errorf("%s: watch --interval %q: want a duration of 1s or more", name, value)
 			}
 		}
 	}
-	if cluster == "" || len(services) == 0 {
-		t.Errorf("%s: watch %q: give --cluster and at least one --service", name, args)
+	wc := watchConfig(t, c)
+	if feedAddr == "" {
+		feedAddr = wc.FeedAddr
+	}
+	for _, s := range wc.Services {
+		if s.Cluster != cluster && cluster != "" || s.Region != "" {
+			t.Errorf("%s: AGENT_CONFIG services[%s]: give services in one cluster and the task's region (or as flags), so the policy check can name them", name, s)
+		}
+		cluster = s.Cluster
+		services = append(services, s.Service)
+	}
+	if len(services) == 0 && feedAddr == "" {
+		t.Errorf("%s: watch %q: give --cluster and at least one --service, or serve the change feed (feedAddr)", name, args)
 		return
+	}
+	if len(services) > 0 && cluster == "" {
+		t.Errorf("%s: watch %q: --service needs --cluster", name, args)
+		return
+	}
+	if feedAddr != "" {
+		checkFeedAddr(t, c, feedAddr)
 	}
 	if c.Essential != nil && !*c.Essential {
 		t.Errorf("%s: the watcher is the task: make it essential", name)
@@ -345,7 +376,64 @@ func checkWatch(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput,
 	if region == "" {
 		region = testRegion // the task's own: REGION in the policy
 	}
-	checkWatchPolicy(t, agent, td, cluster, region, services)
+	checkWatchPolicy(t, agent, td, cluster, region, services, feedAddr != "")
+}
+
+// watchConfig is the watcher's AGENT_CONFIG as `agent watch` reads it
+// (strictly: a misspelt key fails).
+func watchConfig(t *testing.T, c types.ContainerDefinition) *config.Watch {
+	t.Helper()
+	wc, err := config.LoadWatch("", containerEnv(c))
+	if err != nil {
+		t.Errorf("%s: %v", deref(c.Name), err)
+		return &config.Watch{}
+	}
+	return wc
+}
+
+func containerEnv(c types.ContainerDefinition) func(string) string {
+	return func(k string) string {
+		for _, e := range c.Environment {
+			if deref(e.Name) == k {
+				return deref(e.Value)
+			}
+		}
+		return ""
+	}
+}
+
+// checkFeedAddr checks that the feed listens where the agents of other
+// tasks reach it: on every interface, on a port the container maps.
+func checkFeedAddr(t *testing.T, c types.ContainerDefinition, addr string) {
+	t.Helper()
+	name := deref(c.Name)
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || !slices.Contains([]string{"", "0.0.0.0", "::"}, host) {
+		t.Errorf("%s: feedAddr %q: want :PORT (every interface), so agents in other tasks can connect", name, addr)
+		return
+	}
+	mapped := slices.ContainsFunc(c.PortMappings, func(m types.PortMapping) bool {
+		return m.ContainerPort != nil && strconv.Itoa(int(*m.ContainerPort)) == port
+	})
+	if !mapped {
+		t.Errorf("%s: feedAddr %q: no portMappings entry for port %s", name, addr, port)
+	}
+}
+
+// feedAddrOf is the address the task's watcher serves the change feed on,
+// or "".
+func feedAddrOf(t *testing.T, td *ecs.RegisterTaskDefinitionInput) (string, types.ContainerDefinition) {
+	t.Helper()
+	for _, c := range td.ContainerDefinitions {
+		if !isAgent(c) || len(c.Command) == 0 || c.Command[0] != "watch" {
+			continue
+		}
+		if i := slices.Index(c.Command, "--feed-addr"); i >= 0 && i+1 < len(c.Command) {
+			return c.Command[i+1], c
+		}
+		return watchConfig(t, c).FeedAddr, c
+	}
+	return "", types.ContainerDefinition{}
 }
 
 // watchFlags reads `agent watch -h`: each flag's name, and whether it takes a
@@ -373,7 +461,7 @@ func watchFlags(t *testing.T, agent string) map[string]bool {
 
 // checkWatchPolicy compares the task role's policy file with what the
 // generator prints for the watcher's services (placeholders replaced).
-func checkWatchPolicy(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput, cluster, region string, services []string) {
+func checkWatchPolicy(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput, cluster, region string, services []string, feed bool) {
 	t.Helper()
 	role := path.Base(deref(td.TaskRoleArn))
 	suffix, ok := strings.CutPrefix(role, "secrets-agent-")
@@ -387,9 +475,15 @@ func checkWatchPolicy(t *testing.T, agent string, td *ecs.RegisterTaskDefinition
 		t.Errorf("the watcher's task role policy: %v", err)
 		return
 	}
-	args := []string{"policy", "--command", "watch", "--cluster", cluster}
+	args := []string{"policy", "--command", "watch"}
+	if cluster != "" {
+		args = append(args, "--cluster", cluster)
+	}
 	for _, s := range services {
 		args = append(args, "--service", s)
+	}
+	if feed {
+		args = append(args, "--feed")
 	}
 	args = append(args, "--region", region, "--account", testAccount)
 	cmd := exec.Command(agent, args...)
@@ -427,10 +521,18 @@ func runsWatch(td *ecs.RegisterTaskDefinitionInput) bool {
 // (--desired-count 1: two watchers would each redeploy), and a deployment
 // configuration that stops the old task before starting the new one
 // (minimumHealthyPercent=0, maximumPercent=100), so a deployment of the
-// watcher never runs two at once.
+// watcher never runs two at once. A feed watcher is the opposite: agents
+// must find one serving at all times, and two watchers still make one
+// deployment per change (the redeploy lock), so it runs two or more tasks
+// behind a load balancer on the feed's port, and a deployment keeps at
+// least half of them.
 func checkWatchService(t *testing.T, readme string, td *ecs.RegisterTaskDefinitionInput) {
 	t.Helper()
 	family := deref(td.Family)
+	if addr, c := feedAddrOf(t, td); addr != "" {
+		checkFeedService(t, readme, family, addr, c)
+		return
+	}
 	var found bool
 	for _, args := range commandsIn(readme, "aws ecs create-service") {
 		opts := map[string][]string{}
@@ -470,6 +572,61 @@ func checkWatchService(t *testing.T, readme string, td *ecs.RegisterTaskDefiniti
 	}
 }
 
+func checkFeedService(t *testing.T, readme, family, addr string, c types.ContainerDefinition) {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
+	var found bool
+	for _, args := range commandsIn(readme, "aws ecs create-service") {
+		opts := options(args)
+		if !slices.Equal(opts["--task-definition"], []string{family}) {
+			continue
+		}
+		found = true
+		if n, err := strconv.Atoi(strings.Join(opts["--desired-count"], "")); err != nil || n < 2 {
+			t.Errorf("deploy/README.md: create-service for %s: want --desired-count 2 or more (agents fall back to polling AWS while no feed answers), got %q", family, opts["--desired-count"])
+		}
+		dc := map[string]int{}
+		for _, v := range opts["--deployment-configuration"] {
+			for _, kv := range strings.Split(strings.Trim(v, `'"`), ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				dc[k], _ = strconv.Atoi(v)
+			}
+		}
+		if dc["minimumHealthyPercent"] < 50 || dc["maximumPercent"] <= 100 {
+			t.Errorf("deploy/README.md: create-service for %s: --deployment-configuration %q: want minimumHealthyPercent 50 or more, so a deployment keeps a feed serving, and maximumPercent over 100 to start the new tasks first", family, opts["--deployment-configuration"])
+		}
+		var lb []string
+		for _, v := range opts["--load-balancers"] {
+			lb = append(lb, strings.Split(strings.Trim(v, `'"`), ",")...)
+		}
+		for _, want := range []string{"containerName=" + deref(c.Name), "containerPort=" + port} {
+			if !slices.Contains(lb, want) {
+				t.Errorf("deploy/README.md: create-service for %s: --load-balancers needs %s (the feed's container and port), got %q", family, want, opts["--load-balancers"])
+			}
+		}
+	}
+	if !found {
+		t.Errorf("deploy/README.md has no `aws ecs create-service … --task-definition %s` command", family)
+	}
+}
+
+// options reads a command's --name value and --name=value arguments.
+func options(args []string) map[string][]string {
+	opts := map[string][]string{}
+	for i := 0; i < len(args); i++ {
+		k, v, hasValue := strings.Cut(args[i], "=")
+		if !strings.HasPrefix(k, "--") {
+			continue
+		}
+		if !hasValue && i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
+			i++
+			v = args[i]
+		}
+		opts[k] = append(opts[k], v)
+	}
+	return opts
+}
+
 // commandsIn returns the arguments of each command in text that starts with
 // prefix: backslash-continued lines joined, an inline one ending at its
 // closing backquote.
@@ -507,3 +664,80 @@ func isExecWrapped(c types.ContainerDefinition) bool {
 }
 
 func deref(s *string) string { return tdcheck.Deref(s) }
+
+// TestFeedWiring checks the feed's two ends across the examples: every agent
+// with refresh.feed names the watchers' load balancer and the port a feed
+// watcher serves, and the watchers poll at least twice as often as each
+// agent's interval (docs/FEED.md: otherwise the agents find the feed's view
+// too old and poll AWS themselves).
+func TestFeedWiring(t *testing.T) {
+	files, _ := filepath.Glob("*.json")
+	ports := map[string]time.Duration{} // feed port → the slowest watcher's interval
+	type agentFeed struct {
+		where    string
+		feed     string
+		interval time.Duration
+	}
+	var agents []agentFeed
+	for _, file := range files {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		td := tdcheck.DecodeStrict(t, []byte(placeholders.Replace(string(raw))))
+		if addr, c := feedAddrOf(t, td); addr != "" {
+			_, port, _ := net.SplitHostPort(addr)
+			interval := watchConfig(t, c).IntervalOr(time.Minute) // 1m: the default with a feed
+			if i := slices.Index(c.Command, "--interval"); i >= 0 && i+1 < len(c.Command) {
+				interval, _ = time.ParseDuration(c.Command[i+1])
+			}
+			ports[port] = max(ports[port], interval)
+		}
+		for _, c := range td.ContainerDefinitions {
+			var argv []string
+			switch {
+			case isAgent(c) && len(c.Command) > 0 && c.Command[0] == "run":
+				argv = c.Command[1:]
+			case isExecWrapped(c):
+				argv = c.EntryPoint[2:]
+			default:
+				continue
+			}
+			var flags config.Flags
+			for i := 0; i+1 < len(argv); i++ {
+				switch argv[i] {
+				case "--interval":
+					flags.Interval = argv[i+1]
+				case "--feed":
+					flags.Feed = argv[i+1]
+				}
+			}
+			s, err := config.Load(flags, containerEnv(c))
+			if err != nil {
+				t.Errorf("%s %s: %v", file, deref(c.Name), err)
+				continue
+			}
+			if s.Feed != "" {
+				agents = append(agents, agentFeed{file + " " + deref(c.Name), s.Feed, s.Interval})
+			}
+		}
+	}
+	if len(ports) == 0 || len(agents) == 0 {
+		t.Fatalf("want a feed watcher and agents that use it among the examples; watchers' ports %v, agents %v", ports, agents)
+	}
+	for _, a := range agents {
+		u, err := url.Parse(a.feed)
+		if err != nil || u.Hostname() != testFeedHost {
+			t.Errorf("%s: refresh.feed %q: want http://FEED_HOST:PORT, the watchers' load balancer", a.where, a.feed)
+			continue
+		}
+		watcher, ok := ports[u.Port()]
+		if !ok {
+			t.Errorf("%s: refresh.feed %q: no feed watcher here serves port %q", a.where, a.feed, u.Port())
+			continue
+		}
+		if 2*watcher > a.interval {
+			t.Errorf("%s: refresh interval %s: the watchers poll every %s, more than half of it", a.where, a.interval, watcher)
+		}
+	}
+}

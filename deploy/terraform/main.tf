@@ -30,6 +30,13 @@ locals {
     flatten([for name, ref in var.secrets : ["--secret", "${name}=${ref}"]]),
   )
 
+  # The sidecar asks the change feed (feed_url) instead of polling AWS.
+  agent_feed = local.sidecar && var.feed_url != null
+  agent_config = { for k, v in {
+    onChange = local.signal ? [{ signal = { process = var.signal_process, signal = "SIGHUP" } }] : null
+    refresh  = local.agent_feed ? { feed = var.feed_url } : null
+  } : k => v if v != null }
+
   # Absent fields are left out rather than sent as null.
   agent_container = { for k, v in {
     name                   = "secrets"
@@ -37,7 +44,7 @@ locals {
     essential              = local.sidecar # an init container must be allowed to exit
     user                   = var.agent_user
     command                = local.agent_command
-    environment            = local.signal ? [{ name = "AGENT_CONFIG", value = jsonencode({ onChange = [{ signal = { process = var.signal_process, signal = "SIGHUP" } }] }) }] : null
+    environment            = !(local.signal || local.agent_feed) ? null : [{ name = "AGENT_CONFIG", value = jsonencode(local.agent_config) }]
     readonlyRootFilesystem = true
     # agent health, not --ready: an AWS brownout must not get a task with
     # good files replaced (SPEC §6 "Failing safe").

@@ -27,3 +27,13 @@ output "watcher_service_arn" {
   description = "The watcher service, when var.watcher is set."
   value       = try(aws_ecs_service.watcher[0].id, null)
 }
+
+output "feed_url" {
+  description = "refresh.feed (or --feed) for the agents, when var.feed_watcher is set."
+  value       = try(format("http://%s:%d", aws_lb.feed[0].dns_name, local.feed_port), null)
+}
+
+output "feed_watcher_service_arn" {
+  description = "The feed watchers' service, when var.feed_watcher is set."
+  value       = try(aws_ecs_service.feed_watcher[0].id, null)
+}

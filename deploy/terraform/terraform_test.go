@@ -39,6 +39,7 @@ import (
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/tdcheck"
 )
 
@@ -77,10 +78,25 @@ func functions() map[string]function.Function {
 // The module's parts that README.md and the tests rely on.
 const (
 	wantVariables = "agent_image agent_log_configuration agent_user app_container_names container_definitions " +
-		"interval pattern region secrets signal_process task_role_name volume_name watcher"
-	wantOutputs   = "container_definitions pid_mode task_role_arn task_role_policy_json volume_name watcher_service_arn"
-	wantResources = "aws_ecs_service.watcher aws_ecs_task_definition.watcher aws_iam_role.task aws_iam_role.watcher " +
-		"aws_iam_role_policy.task aws_iam_role_policy.watcher"
+		"events_queue feed_url feed_watcher interval pattern region secrets signal_process task_role_name volume_name watcher"
+	wantOutputs = "container_definitions events_consumer_policy_arn events_queue_arn events_queue_url feed_url " +
+		"feed_watcher_service_arn pid_mode task_role_arn task_role_policy_json volume_name " +
+		"watcher_service_arn"
+	wantResources = "aws_cloudwatch_event_rule.events_parameters aws_cloudwatch_event_rule.events_secrets " +
+		"aws_cloudwatch_event_target.events_parameters aws_cloudwatch_event_target.events_secrets " +
+		"aws_ecs_service.feed_watcher aws_ecs_service.watcher aws_ecs_task_definition.feed_watcher " +
+		"aws_ecs_task_definition.watcher aws_iam_policy.events_consumer aws_iam_role.feed_watcher " +
+		"aws_iam_role.task aws_iam_role.watcher aws_iam_role_policy.feed_watcher aws_iam_role_policy.task " +
+		"aws_iam_role_policy.watcher aws_iam_role_policy_attachment.feed_watcher aws_lb.feed " +
+		"aws_lb_listener.feed aws_lb_target_group.feed aws_security_group.feed_lb " +
+		"aws_security_group.feed_watchers aws_sqs_queue.events aws_sqs_queue_policy.events " +
+		"aws_vpc_security_group_egress_rule.feed_lb_health " +
+		"aws_vpc_security_group_egress_rule.feed_lb_to_watchers " +
+		"aws_vpc_security_group_egress_rule.feed_watchers_out " +
+		"aws_vpc_security_group_ingress_rule.feed_from_agents " +
+		"aws_vpc_security_group_ingress_rule.feed_from_lb " +
+		"aws_vpc_security_group_ingress_rule.feed_health_from_lb " +
+		"aws_vpc_security_group_ingress_rule.feed_metrics_from_prometheus"
 )
 
 // The user's task, as in README.md: an app and a log router that the agent
@@ -137,6 +153,21 @@ agent_log_configuration = {
   options = { "awslogs-group" = "/ecs/app", "awslogs-region" = "us-east-1", "awslogs-stream-prefix" = "secrets" }
 }
 `, "run", types.PidModeTask, nil},
+		{"sidecar-feed-signal", "us-east-1", `
+signal_process = "nginx"
+agent_user = "0"
+feed_url = "http://feed-0123456789abcdef.elb.us-east-1.amazonaws.com:8081"
+secrets = { DB_PASSWORD = "/prod/db/password" }
+`, "run", types.PidModeTask, nil},
+		{"sidecar-feed", "us-east-1", `
+feed_url = "http://feed-0123456789abcdef.elb.us-east-1.amazonaws.com:8081"
+secrets = { DB_PASSWORD = "/prod/db/password" }
+`, "run", "", nil},
+		{"init-feed-ignored", "us-east-1", `
+pattern = "init"
+feed_url = "http://feed-0123456789abcdef.elb.us-east-1.amazonaws.com:8081"
+secrets = { DB_PASSWORD = "/prod/db/password" }
+`, "init", "", nil},
 		{"sidecar-secrets-manager-only", "us-east-1", `
 secrets = { API_KEY = "arn:aws:secretsmanager:us-east-1:111122223333:secret:prod/api-AbCdEf:key::" }
 `, "run", "", nil},
@@ -185,6 +216,30 @@ secrets = {
 				t.Errorf("agent essential %s: a sidecar is essential, an init container must be allowed to exit", jsonText(t, agentC.Essential))
 			}
 			checkAgentCommand(t, agent, agentC)
+			// A sidecar given feed_url asks the feed; an init container
+			// does not refresh.
+			var flags config.Flags
+			for _, name := range sortedKeys(secrets) {
+				flags.Secrets = append(flags.Secrets, name+"="+secrets[name].AsString())
+			}
+			s, err := config.Load(flags, func(k string) string {
+				for _, e := range agentC.Environment {
+					if tdcheck.Deref(e.Name) == k {
+						return tdcheck.Deref(e.Value)
+					}
+				}
+				return ""
+			})
+			wantFeed := ""
+			if f := vars.GetAttr("feed_url"); tc.command == "run" && !f.IsNull() {
+				wantFeed = f.AsString()
+			}
+			switch {
+			case err != nil:
+				t.Errorf("agent's configuration: %v", err)
+			case s.Feed != wantFeed:
+				t.Errorf("agent's refresh.feed %q, want %q", s.Feed, wantFeed)
+			}
 
 			// The app keeps its own dependency and mount and gets the agent's;
 			// the log router is left as it was.
@@ -638,6 +693,28 @@ func (ev *evaluated) resource(t *testing.T, name, attr string) cty.Value {
 		t.Fatalf("%s.%s: %v", name, attr, diags)
 	}
 	return v
+}
+
+// block evaluates one argument of a resource's nested block (the first of
+// its type).
+func (ev *evaluated) block(t *testing.T, name, typ, attr string) cty.Value {
+	t.Helper()
+	for _, b := range ev.m.resources[name].Blocks {
+		if b.Type != typ {
+			continue
+		}
+		a, ok := b.Body.Attributes[attr]
+		if !ok {
+			t.Fatalf("%s.%s has no argument %s", name, typ, attr)
+		}
+		v, diags := a.Expr.Value(ev.ctx)
+		if diags.HasErrors() {
+			t.Fatalf("%s.%s.%s: %v", name, typ, attr, diags)
+		}
+		return v
+	}
+	t.Fatalf("%s has no %s block", name, typ)
+	return cty.NilVal
 }
 
 func (ev *evaluated) resourceInt(t *testing.T, name, attr string) int {

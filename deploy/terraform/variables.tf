@@ -40,6 +40,12 @@ variable "signal_process" {
   default     = null
 }
 
+variable "feed_url" {
+  description = "sidecar: the change feed (the feed_url output of a feed_watcher), as refresh.feed: the agent asks it instead of polling AWS, and polls directly while it does not answer; null for none."
+  type        = string
+  default     = null
+}
+
 variable "agent_user" {
   description = "The agent's user; to signal the app it must be the app's UID or 0. null for the image's (65532)."
   type        = string
@@ -86,4 +92,29 @@ variable "watcher" {
     log_configuration  = optional(any)
   })
   default = null
+}
+
+variable "feed_watcher" {
+  description = "The change feed: two or more agent watch tasks behind an internal Network Load Balancer, reachable from agent_security_groups only (docs/FEED.md); null for none."
+  type = object({
+    cluster                   = string
+    vpc_id                    = string
+    subnets                   = list(string)
+    agent_security_groups     = list(string) # the tasks whose agents use the feed
+    execution_role_arn        = string
+    prometheus_security_group = optional(string)           # scrapes the watchers' /metrics on 9102
+    events_queue_url          = optional(string)           # feed_events.tf's queue, as eventsQueue
+    extra_managed_policy_arns = optional(list(string), []) # e.g. that queue's policy
+    interval                  = optional(string, "1m")     # at most half the agents' refresh interval
+    desired_count             = optional(number, 2)
+    family                    = optional(string, "secrets-watch-feed")
+    service_name              = optional(string, "secrets-feed")
+    role_name                 = optional(string, "secrets-agent-watch-feed")
+    log_configuration         = optional(any)
+  })
+  default = null
+  validation {
+    condition     = try(var.feed_watcher.desired_count, 2) >= 2
+    error_message = "feed_watcher.desired_count must be 2 or more: while no feed answers, every agent polls AWS itself."
+  }
 }

@@ -1,5 +1,5 @@
 // Package awsfake is a wire-level stand-in for the AWS APIs the agent calls:
-// SSM, Secrets Manager and ECS over awsJson1_1, plus the ECS container
+// SSM, Secrets Manager and ECS over awsJson1_1, SQS over awsJson1_0, plus the ECS container
 // credentials endpoint. Real SDK clients talk to it over HTTP, so tests and benchmarks
 // exercise the SDK's credential chain, SigV4 signing, retries and
 // (de)serialization exactly as in an ECS task.
@@ -51,6 +51,9 @@ type Fake struct {
 	opLatency map[string]time.Duration // SetECSLatency
 	fault     func(op string) *APIError
 
+	sqs    sqsState
+	closed chan struct{} // closed by Close: ends held SQS receives
+
 	calls        map[string]int
 	log          []Call
 	credRequests int
@@ -97,6 +100,7 @@ func New() *Fake {
 		deny:            map[string]bool{},
 		opLatency:       map[string]time.Duration{},
 		calls:           map[string]int{},
+		closed:          make(chan struct{}),
 	}
 	f.api = httptest.NewServer(http.HandlerFunc(f.serveAPI))
 	f.creds = httptest.NewServer(http.HandlerFunc(f.serveCredentials))
@@ -107,6 +111,11 @@ func New() *Fake {
 
 // Close shuts both servers down, waiting for requests in flight.
 func (f *Fake) Close() {
+	select {
+	case <-f.closed:
+	default:
+		close(f.closed)
+	}
 	f.api.Close()
 	f.creds.Close()
 }
@@ -271,6 +280,14 @@ func (f *Fake) route(target string) (service string, h handler) {
 			h = f.getSecretValue
 		case "DescribeSecret":
 			h = f.describeSecret
+		}
+	case "AmazonSQS":
+		service = "sqs"
+		switch op {
+		case "ReceiveMessage":
+			h = f.receiveMessage
+		case "DeleteMessageBatch":
+			h = f.deleteMessageBatch
 		}
 	case "AmazonEC2ContainerServiceV20141113":
 		service = "ecs"

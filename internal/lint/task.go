@@ -98,6 +98,12 @@ func (c *container) readAgent() {
 			continue
 		}
 		c.cfgPath = c.path + ".environment[" + strconv.Itoa(j) + "]"
+		if c.mode == modeWatch {
+			// agent watch has a configuration of its own (services, feedAddr).
+			js := aws.ToString(kv.Value)
+			_, c.cfgErr = config.LoadWatch("", func(k string) string { return map[string]string{"AGENT_CONFIG": js}[k] })
+			continue
+		}
 		c.cfg = &config.File{}
 		if err := config.Decode([]byte(aws.ToString(kv.Value)), c.cfg); err != nil {
 			c.cfg, c.cfgErr = nil, err

@@ -43,6 +43,10 @@ func TestAlertRulesUseExportedMetrics(t *testing.T) {
 	m.ObserveAPICall("ssm", "GetParameters", "success", time.Millisecond)
 	m.SecretOK("X", time.Now())
 	m.Action("signal", "success")
+	// The change feed's client registers its own (only with refresh.feed).
+	fc := NewFeedClient(reg)
+	fc.SetSource(false)
+	fc.FeedError("unreachable")
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -8,8 +8,8 @@
 // the agent leave no choice, and each one comes with a note that says why:
 // kms:Decrypt (the key is not named by a reference), ecs:DescribeTaskDefinition
 // (no resource-level permissions), the service of a redeploy action that
-// reads it from task metadata, and the parameters and secrets `agent watch`
-// discovers at run time.
+// reads it from task metadata, the parameters and secrets `agent watch`
+// discovers at run time, and those the change feed's clients ask about.
 package policy
 
 import (
@@ -46,6 +46,8 @@ const (
 	SidWatchParameters      = "WatchParameters"
 	SidWatchSecrets         = "WatchSecrets"
 	SidWatchRedeployLock    = "WatchRedeployLock"
+	SidFeedParameters       = "FeedParameters"
+	SidFeedSecrets          = "FeedSecrets"
 	SidEcsTasksAssumeRole   = "EcsTasksAssumeRole"
 )
 
@@ -69,7 +71,18 @@ type Input struct {
 	Account   string           // the task's account, for bare names; "" → "*" (and a note)
 	Partition string           // "" → the partition of Region (aws, aws-cn, aws-us-gov), else "aws"
 	Watch     []Service        // agent watch: the services it watches; their secrets are not known in advance
-	Commands  []string         // which agent commands use this role; empty → run (with Settings) and watch (with Watch)
+	Feed      *Feed            // agent watch --feed-addr: the change feed it serves; nil for none
+	Commands  []string         // which agent commands use this role; empty → run (with Settings) and watch (with Watch or Feed)
+}
+
+// Feed is the change feed a watcher serves (docs/FEED.md). It polls the
+// metadata of whatever references its agents ask about, so the policy
+// cannot name them: it grants the metadata reads on every parameter and
+// secret of the task's region and account, or, with Prefixes, on the names
+// that start with one of them ("/prod/" → parameter/prod/*, secret:prod/*).
+// Never a value: no GetSecretValue, no kms:Decrypt.
+type Feed struct {
+	Prefixes []string
 }
 
 // Service is one ECS service that `agent watch` watches. Cluster and Service
@@ -145,6 +158,11 @@ func Build(in Input) (Document, []string, error) {
 			return Document{}, nil, err
 		}
 	}
+	if in.Feed != nil {
+		if err := b.feed(*in.Feed); err != nil {
+			return Document{}, nil, err
+		}
+	}
 	doc := b.document()
 	b.sizeNote(doc)
 	return doc, b.notes, nil
@@ -207,6 +225,8 @@ type builder struct {
 	watchParam set
 	watchSecr  set
 	watchLocks set // each watched service's lock path and records
+	feedParam  set // the change feed's metadata reads
+	feedSecr   set
 	partitions set
 	notes      []string
 	noted      set
@@ -232,7 +252,7 @@ func (s set) sorted() []string {
 func newBuilder(in Input) (*builder, error) {
 	b := &builder{in: in, params: set{}, secrets: set{}, describe: set{}, viaSSM: set{}, viaSM: set{},
 		redeploys: set{}, locks: set{}, watchSvcs: set{}, watchParam: set{}, watchSecr: set{}, watchLocks: set{},
-		partitions: set{}, noted: set{}}
+		feedParam: set{}, feedSecr: set{}, partitions: set{}, noted: set{}}
 	var err error
 	if b.partition, err = partitionOf(in); err != nil {
 		return nil, err
@@ -248,8 +268,8 @@ func newBuilder(in Input) (*builder, error) {
 	default:
 		return nil, fmt.Errorf("account must be 12 digits, got %q", in.Account)
 	}
-	if in.Settings == nil && len(in.Watch) == 0 {
-		return nil, fmt.Errorf("nothing to grant: give a configuration with secrets, or services to watch")
+	if in.Settings == nil && len(in.Watch) == 0 && in.Feed == nil {
+		return nil, fmt.Errorf("nothing to grant: give a configuration with secrets, services to watch, or the change feed")
 	}
 	commands := in.Commands
 	if len(commands) == 0 {
@@ -257,7 +277,7 @@ func newBuilder(in Input) (*builder, error) {
 			commands = append(commands, CommandRun)
 			b.note("no command given: the policy is for agent run (init needs no secretsmanager:DescribeSecret and no redeploy grants) — pass --command to choose")
 		}
-		if len(in.Watch) > 0 {
+		if len(in.Watch) > 0 || in.Feed != nil {
 			commands = append(commands, CommandWatch)
 		}
 	}
@@ -272,11 +292,14 @@ func newBuilder(in Input) (*builder, error) {
 			return nil, fmt.Errorf("command %q: want one of init, run, exec, watch", c)
 		}
 	}
-	if b.watching && len(in.Watch) == 0 {
-		return nil, fmt.Errorf("command watch: no services to watch")
+	if b.watching && len(in.Watch) == 0 && in.Feed == nil {
+		return nil, fmt.Errorf("command watch: no services to watch and no change feed to serve")
 	}
 	if len(in.Watch) > 0 && !b.watching {
 		return nil, fmt.Errorf("services to watch given, but the commands (%s) do not include watch", strings.Join(commands, ", "))
+	}
+	if in.Feed != nil && !b.watching {
+		return nil, fmt.Errorf("the change feed is served by agent watch, but the commands (%s) do not include watch", strings.Join(commands, ", "))
 	}
 	if b.account == "*" {
 		b.note("account unknown: resource ARNs use * for the account — pass --account")
@@ -496,6 +519,36 @@ func (b *builder) watch(i int, w Service) error {
 	return nil
 }
 
+// prefixRE is what a feed prefix may hold: the characters of Parameter
+// Store and Secrets Manager names, and no IAM wildcard.
+var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_.\-/+=@]+$`)
+
+func (b *builder) feed(f Feed) error {
+	region, err := b.taskRegion("the change feed")
+	if err != nil {
+		return err
+	}
+	b.partitions.add(b.partition)
+	for _, p := range f.Prefixes {
+		if !prefixRE.MatchString(p) || strings.Trim(p, "/") == "" || strings.Contains(p, "//") {
+			return fmt.Errorf("feed prefix %q: want the start of parameter and secret names, like /prod/ (letters, digits and _.-/+=@; no wildcard, no empty level)", p)
+		}
+	}
+	prefixes := f.Prefixes
+	if len(prefixes) == 0 {
+		prefixes = []string{""} // everything
+		b.note("the change feed polls whatever references its agents ask about, which no policy can know in advance: FeedParameters and FeedSecrets allow the metadata reads (ssm:GetParameters, secretsmanager:DescribeSecret) on every parameter and secret of the task's region and account — pass --feed-prefix /prod/ (repeatable) to narrow them to your paths")
+	}
+	b.note("a reference the feed's role cannot read (another path, region or account) is answered with its AccessDenied error, and the agents that hold it poll AWS for it themselves at their own interval: add its ARN to FeedParameters or FeedSecrets if many tasks share it")
+	for _, p := range prefixes {
+		name := strings.TrimPrefix(p, "/")
+		b.feedParam.add(parameterARN(b.partition, region, b.account, name+"*"))
+		b.feedSecr.add(arn(b.partition, "secretsmanager", region, b.account, "secret:"+name+"*"))
+	}
+	b.note("the change feed reads versions only and serves no value, and its role has no kms:Decrypt and no secretsmanager:GetSecretValue; but ssm:GetParameters returns the value of String and StringList parameters (SecureString ones stay encrypted), so keep secrets in SecureString parameters or Secrets Manager")
+	return nil
+}
+
 // serviceARN is the ECS service ARN for a cluster and service given as names
 // or ARNs. Empty parts become missing ("*" in the ARN, for a redeploy action
 // that reads them from task metadata), reported as fromMetadata.
@@ -580,6 +633,8 @@ func (b *builder) document() Document {
 	add(SidWatchParameters, []string{"ssm:GetParameters"}, b.watchParam, nil)
 	add(SidWatchSecrets, []string{"secretsmanager:DescribeSecret"}, b.watchSecr, nil)
 	add(SidWatchRedeployLock, []string{"ssm:DeleteParameter", "ssm:GetParameter", "ssm:GetParametersByPath", "ssm:PutParameter"}, b.watchLocks, nil)
+	add(SidFeedParameters, []string{"ssm:GetParameters"}, b.feedParam, nil)
+	add(SidFeedSecrets, []string{"secretsmanager:DescribeSecret"}, b.feedSecr, nil)
 	if len(b.watchLocks) > 0 {
 		b.note("WatchRedeployLock lets the watcher share each service's redeploy lock with the service's own redeploy actions and other watchers (exactly one deployment per change): the lock path and the records under it, String parameters, no value of a secret")
 	}

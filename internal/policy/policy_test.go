@@ -246,6 +246,44 @@ var goldenCases = []goldenCase{
 		wantNote: []string{"at run time", "no resource-level permissions", "WatchRedeployLock"},
 	},
 	{
+		// The change feed's watcher: metadata reads only, on the whole
+		// region and account, since its agents' references are not known.
+		name: "feed-everything",
+		in:   Input{Region: "eu-west-1", Account: "111122223333", Feed: &Feed{}},
+		wantRes: []string{
+			"arn:aws:ssm:eu-west-1:111122223333:parameter/*",
+			"arn:aws:secretsmanager:eu-west-1:111122223333:secret:*",
+		},
+		wantNote: []string{"--feed-prefix", "AccessDenied", "String and StringList"},
+	},
+	{
+		name: "feed-prefixes",
+		in:   Input{Region: "us-east-1", Account: "111122223333", Commands: []string{"watch"}, Feed: &Feed{Prefixes: []string{"/prod/", "shared-", "/prod/"}}},
+		wantRes: []string{
+			"arn:aws:ssm:us-east-1:111122223333:parameter/prod/*",
+			"arn:aws:ssm:us-east-1:111122223333:parameter/shared-*",
+			"arn:aws:secretsmanager:us-east-1:111122223333:secret:prod/*",
+			"arn:aws:secretsmanager:us-east-1:111122223333:secret:shared-*",
+		},
+		wantNote: []string{"AccessDenied"},
+	},
+	{
+		// A feed watcher that also redeploys a service: both sets of grants.
+		name: "feed-and-watch",
+		in: Input{Region: "us-east-1", Account: "111122223333", Feed: &Feed{Prefixes: []string{"/prod/"}},
+			Watch: []Service{{Cluster: "prod", Service: "web"}}},
+		wantRes: []string{
+			"arn:aws:ecs:us-east-1:111122223333:service/prod/web",
+			"arn:aws:ssm:us-east-1:111122223333:parameter/*",
+			"arn:aws:secretsmanager:us-east-1:111122223333:secret:*",
+			"arn:aws:ssm:us-east-1:111122223333:parameter/ecs-secrets-agent/locks/prod/web",
+			"arn:aws:ssm:us-east-1:111122223333:parameter/ecs-secrets-agent/locks/prod/web/*",
+			"arn:aws:ssm:us-east-1:111122223333:parameter/prod/*",
+			"arn:aws:secretsmanager:us-east-1:111122223333:secret:prod/*",
+		},
+		wantNote: []string{"at run time", "AccessDenied"},
+	},
+	{
 		name:    "trust",
 		trust:   true,
 		in:      Input{Region: "us-east-1", Account: "111122223333"},
@@ -523,7 +561,14 @@ func TestBuildErrors(t *testing.T) {
 		{"region not in partition", bare, Input{Region: "us-east-1", Partition: "aws-cn"}, `region "us-east-1" is not in partition "aws-cn"`},
 		{"unknown command", bare, Input{Region: "us-east-1", Commands: []string{"serve"}}, `command "serve": want one of init, run, exec, watch`},
 		{"nothing", "", Input{Region: "us-east-1"}, `nothing to grant`},
-		{"watch without services", bare, Input{Region: "us-east-1", Commands: []string{"watch"}}, `command watch: no services to watch`},
+		{"watch without services", bare, Input{Region: "us-east-1", Commands: []string{"watch"}}, `command watch: no services to watch and no change feed to serve`},
+		{"feed without watch", bare, Input{Region: "us-east-1", Commands: []string{"run"}, Feed: &Feed{}}, `the change feed is served by agent watch, but the commands (run) do not include watch`},
+		{"feed without region", "", Input{Feed: &Feed{}}, `the change feed needs the task's region`},
+		{"feed prefix wildcard", "", Input{Region: "us-east-1", Feed: &Feed{Prefixes: []string{"/prod/*"}}}, `feed prefix "/prod/*": want the start of parameter and secret names`},
+		{"feed prefix slash", "", Input{Region: "us-east-1", Feed: &Feed{Prefixes: []string{"/"}}}, `feed prefix "/": want the start`},
+		{"feed prefix empty", "", Input{Region: "us-east-1", Feed: &Feed{Prefixes: []string{""}}}, `feed prefix "": want the start`},
+		{"feed prefix space", "", Input{Region: "us-east-1", Feed: &Feed{Prefixes: []string{"/prod /"}}}, `feed prefix "/prod /": want the start`},
+		{"feed prefix empty level", "", Input{Region: "us-east-1", Feed: &Feed{Prefixes: []string{"//prod"}}}, `feed prefix "//prod": want the start`},
 		{"services without watch", bare, Input{Region: "us-east-1", Commands: []string{"run"}, Watch: []Service{{Cluster: "c", Service: "s"}}}, `do not include watch`},
 		{"watch empty service", "", Input{Region: "us-east-1", Watch: []Service{{Cluster: "c"}}}, `service name is empty`},
 		{"watch bad cluster ARN", "", Input{Region: "us-east-1", Watch: []Service{{Cluster: "arn:aws:ecs:us-east-1:111122223333:service/x/y", Service: "s"}}}, `is not a cluster ARN`},
@@ -593,4 +638,55 @@ func TestSizeNote(t *testing.T) {
 func itoa(i int) string {
 	b, _ := json.Marshal(i)
 	return string(b)
+}
+
+func TestFeedMetadataOnly(t *testing.T) {
+	// The feed's role reads versions, never a value: whatever the
+	// prefixes, its policy names the two metadata actions and nothing else.
+	for _, f := range []Feed{{}, {Prefixes: []string{"/prod/"}}, {Prefixes: []string{"a", "/b/c-", "d@e"}}} {
+		doc, _, err := Build(Input{Region: "us-east-1", Account: "111122223333", Feed: &f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, st := range doc.Statement {
+			got = append(got, st.Sid+" "+strings.Join(st.Action, ","))
+		}
+		if want := []string{"FeedParameters ssm:GetParameters", "FeedSecrets secretsmanager:DescribeSecret"}; !slices.Equal(got, want) {
+			t.Errorf("prefixes %q: statements %q, want %q", f.Prefixes, got, want)
+		}
+	}
+}
+
+// FuzzFeedPrefix: a prefix either is refused or becomes exactly one
+// parameter and one secret resource that end in the only wildcard, with
+// the prefix (without its leading /) before it.
+func FuzzFeedPrefix(f *testing.F) {
+	for _, p := range []string{"/prod/", "prod/", "shared-", "/", "", "/prod/*", "a?b", "/a b/", "x@y+z=1.2_3", "//"} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		doc, _, err := Build(Input{Region: "us-east-1", Account: "111122223333", Feed: &Feed{Prefixes: []string{p}}})
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "feed prefix ") {
+				t.Fatalf("prefix %q: error %v", p, err)
+			}
+			return
+		}
+		if strings.ContainsAny(p, "*? \t\n") || strings.Trim(p, "/") == "" || strings.Contains(p, "//") {
+			t.Fatalf("prefix %q accepted", p)
+		}
+		name := strings.TrimPrefix(p, "/")
+		want := []string{
+			"arn:aws:ssm:us-east-1:111122223333:parameter/" + name + "*",
+			"arn:aws:secretsmanager:us-east-1:111122223333:secret:" + name + "*",
+		}
+		var got []string
+		for _, st := range doc.Statement {
+			got = append(got, st.Resource...)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("prefix %q: resources %q, want %q", p, got, want)
+		}
+	})
 }

@@ -62,6 +62,11 @@ type Loop struct {
 	pending     *pending
 	retryIn     time.Duration // set when a pending action failed: when to retry
 	repairFails int
+
+	feed        Feed            // nil: poll AWS for every secret
+	feedRetry   map[string]bool // secrets still behind the feed's version after a fetch
+	feedFails   int             // consecutive fetches that left some behind
+	feedRetryIn time.Duration   // set when feedRetry is: when to fetch them again
 }
 
 // pending is a rendered change whose actions have not all succeeded.
@@ -83,6 +88,9 @@ type Options struct {
 	Rand     func() float64 // for jitter; in [0, 1)
 	// Actions builds the onChange actions of a configuration.
 	Actions func([]config.Action) ([]action.Action, error)
+	// Feed, when set, is the change feed: the loop polls AWS only for the
+	// secrets it does not cover, and fetches what it says moved.
+	Feed Feed
 }
 
 // New checks the settings' actions and returns a loop ready to Start.
@@ -95,7 +103,7 @@ func New(o Options) (*Loop, error) {
 		src: o.Source, settings: o.Settings, actions: acts, metrics: o.Metrics, status: o.Status,
 		log: o.Log, rand: o.Rand, now: time.Now, newActs: o.Actions,
 		have: map[string]fetch.Result{}, staleSince: map[string]time.Time{}, changed: map[string]bool{},
-		sched: newSchedule(o.Settings, o.Rand),
+		sched: newSchedule(o.Settings, o.Rand), feed: o.Feed,
 	}, nil
 }
 
@@ -134,6 +142,7 @@ func (l *Loop) Start(ctx context.Context) error {
 			l.status.Rendered()
 			l.metrics.SetInterval(l.sched.Interval())
 			l.probe()
+			l.hold()
 			return nil
 		}
 		if _, ok := errors.AsType[*permanentError](err); ok {
@@ -201,7 +210,11 @@ const repairDelay = 250 * time.Millisecond
 func (l *Loop) Run(ctx context.Context, ev Events) error {
 	timer := time.NewTimer(l.sched.First())
 	defer timer.Stop()
-	var repair, retry <-chan time.Time
+	var repair, retry, feedRetry <-chan time.Time
+	var moved <-chan []string
+	if l.feed != nil {
+		moved = l.feed.Moved()
+	}
 	if p := l.pending; p != nil {
 		retry = time.After(l.actionBackoff(max(p.failures, 1)))
 	}
@@ -233,12 +246,20 @@ func (l *Loop) Run(ctx context.Context, ev Events) error {
 		case <-retry:
 			retry = nil
 			l.runPending(ctx)
+		case names := <-moved:
+			l.fromFeed(ctx, names)
+		case <-feedRetry:
+			feedRetry = nil
+			l.fromFeed(ctx, nil)
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		if l.retryIn > 0 {
 			retry, l.retryIn = time.After(l.retryIn), 0
+		}
+		if l.feedRetryIn > 0 {
+			feedRetry, l.feedRetryIn = time.After(l.feedRetryIn), 0
 		}
 	}
 }
@@ -262,7 +283,20 @@ func (l *Loop) cycle(ctx context.Context) Outcome {
 	cctx, cancel := context.WithTimeout(ctx, cycleTimeout(l.settings.Interval))
 	defer cancel()
 	reqs := requests(l.settings)
-	moved, pollErr := l.src.Poll(cctx, reqs, l.have)
+	poll := reqs
+	if l.feed != nil {
+		// The covered secrets count as checked: the feed read them within
+		// the interval, and they hold what it read.
+		poll = l.uncovered(reqs)
+		for _, r := range poll {
+			delete(l.feedRetry, r.Name) // polled now: Poll decides
+		}
+	}
+	var moved []string
+	var pollErr error
+	if l.feed == nil || len(poll) > 0 {
+		moved, pollErr = l.src.Poll(cctx, poll, l.have)
+	}
 	failed := failures(pollErr)
 	if len(moved) > 0 {
 		out, err := l.src.Fetch(cctx, subset(reqs, moved))
@@ -273,9 +307,10 @@ func (l *Loop) cycle(ctx context.Context) Outcome {
 		// Stopping (SIGTERM), not failing: nothing went stale.
 		return Failed
 	}
-	l.log.Debug("refresh cycle", "secrets", len(reqs), "moved", len(moved), "failed", len(failed))
+	l.log.Debug("refresh cycle", "secrets", len(reqs), "polled", len(poll), "moved", len(moved), "failed", len(failed))
 	l.track(reqs, failed)
 	l.deliver(ctx, "change", false)
+	l.hold()
 	o := outcome(failed)
 	l.metrics.RefreshDone(map[Outcome]string{Succeeded: "success", Failed: "failure", Throttled: "throttled"}[o])
 	return o
@@ -474,6 +509,9 @@ func (l *Loop) apply(ctx context.Context, s *config.Settings) bool {
 		l.sched = newSchedule(s, l.rand)
 	}
 	l.status.SetMaxStale(s.MaxStale)
+	if s.Feed != old.Feed {
+		l.log.Warn("refresh.feed changed in the reloaded configuration; a change of feed takes a restart of the agent, which keeps the one it started with")
+	}
 	for _, name := range removed {
 		delete(l.have, name)
 		delete(l.staleSince, name)
@@ -491,6 +529,7 @@ func (l *Loop) apply(ctx context.Context, s *config.Settings) bool {
 		l.undelivered = true
 	}
 	l.deliver(ctx, "change", true)
+	l.hold()
 	return true
 }
 

@@ -34,7 +34,9 @@ type fakeSource struct {
 	gone    map[string]bool // deleted from AWS: an optional request is skipped, others fail ParameterNotFound
 	script  []string        // if set, the fault of each next Poll in turn ("" none), before fault applies
 	polls   []time.Duration
+	polled  [][]string // the names each Poll was asked about
 	fetched [][]string
+	fetchAt []time.Duration
 	start   time.Time
 }
 
@@ -101,6 +103,7 @@ func (s *fakeSource) Fetch(ctx context.Context, reqs []fetch.Request) (fetch.Out
 		names = append(names, r.Name)
 	}
 	s.fetched = append(s.fetched, names)
+	s.fetchAt = append(s.fetchAt, time.Since(s.start))
 	if s.fault != "" {
 		return fetch.Outcome{Values: map[string]fetch.Result{}}, s.errs(reqs)
 	}
@@ -129,6 +132,11 @@ func (s *fakeSource) Poll(ctx context.Context, reqs []fetch.Request, have map[st
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.polls = append(s.polls, time.Since(s.start))
+	var names []string
+	for _, r := range reqs {
+		names = append(names, r.Name)
+	}
+	s.polled = append(s.polled, names)
 	if len(s.script) > 0 {
 		f := s.script[0]
 		s.script = s.script[1:]
