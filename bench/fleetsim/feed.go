@@ -120,6 +120,29 @@ func (fd *feedSide) startClients(ctx context.Context) {
 	}
 }
 
+// waitCovered waits until every client vouches for every secret its agent
+// holds: the fleet in its steady state, before the span starts. It returns
+// how many agents are not covered when the deadline passes.
+func (fd *feedSide) waitCovered(agents []*agent, deadline time.Duration) int {
+	end := time.Now().Add(deadline)
+	for {
+		left := 0
+		for i, a := range agents {
+			have := a.loop.Values()
+			for _, r := range a.reqs {
+				if !fd.clients[i].Covered(r, have[r.Name].Version) {
+					left++
+					break
+				}
+			}
+		}
+		if left == 0 || time.Now().After(end) {
+			return left
+		}
+		time.Sleep(100 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
 // kill is SIGKILL: no answer to held requests, no goodbye.
 func (fd *feedSide) kill() {
 	fd.readMemory()

@@ -96,6 +96,7 @@ type agent struct {
 	loop    *refresh.Loop
 	fetcher *fetch.Fetcher
 	rec     *recorder
+	reqs    []fetch.Request // its secrets, as the loop asks for them
 }
 
 // scaledBackoff is the SDK's jittered exponential backoff in fleet time.

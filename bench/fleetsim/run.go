@@ -216,7 +216,11 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 			return nil, err
 		}
 		defer loop.Close()
-		agents[i] = &agent{loop: loop, fetcher: f, rec: rec}
+		a := &agent{loop: loop, fetcher: f, rec: rec}
+		for _, sec := range s.Secrets {
+			a.reqs = append(a.reqs, fetch.Request{Name: sec.Name, Ref: sec.Ref, Optional: sec.Optional})
+		}
+		agents[i] = a
 	}
 
 	// First renders, with no quota: the fleet has been running for a while
@@ -227,6 +231,11 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 	}
 	if fd != nil {
 		fd.startClients(ctx)
+		// Concurrent with the loops' Run below would race on their state;
+		// before it, each loop's values are its first render's.
+		if left := fd.waitCovered(agents, 2*time.Minute); left > 0 {
+			progress(o, "%s: %d agents not covered by the feed after 2m", sc.Name, left)
+		}
 	}
 
 	quotas := o.Quotas
