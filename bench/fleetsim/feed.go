@@ -58,6 +58,8 @@ func startFeed(ctx context.Context, fl *fleet, o Options, speed float64, n int) 
 		env = append(env, kv)
 	}
 	cmd.Env = env
+	// A simulator that dies takes its watcher along.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err

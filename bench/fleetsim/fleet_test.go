@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +93,63 @@ func TestTaskStartsThrottledOverQuota(t *testing.T) {
 			case tt.fail && (r.ECSFailed == 0 || r.ECSFailed == r.ECSStarts || th < 4*r.ECSFailed):
 				t.Errorf("%d of %d starts failed with %d throttled attempts; want some, not all, each after 5 throttled attempts",
 					r.ECSFailed, r.ECSStarts, th)
+			}
+		})
+	}
+}
+
+// buildAgent builds cmd/agent, the feed scenarios' watcher.
+func buildAgent(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the agent")
+	}
+	bin := filepath.Join(t.TempDir(), "agent")
+	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/agent").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// With the feed, agents make no polling call at all, fetch each change
+// once, and every rotation reaches every task; with the watcher killed
+// midway, the rotations after it still reach every task, by direct
+// polling.
+func TestFeedFleet(t *testing.T) {
+	bin := buildAgent(t)
+	for _, tt := range []struct {
+		name string
+		kill time.Duration
+	}{
+		{"watcher alive", 0},
+		{"watcher killed", 3*time.Minute + 30*time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := testOptions(t)
+			o.Agent = bin
+			sc := Scenario{Name: "t", N: 20, Feed: true, Span: 12 * time.Minute, RotateEvery: 2 * time.Minute,
+				RotateUntil: 6 * time.Minute, Rotate: "secret", KillFeedAt: tt.kill}
+			r, err := Run(context.Background(), sc, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Rotations != 3 || r.Missed != 0 || len(r.Latencies) != 3*20 {
+				t.Fatalf("rotations %d, missed %d, latencies %d; want 3, 0, 60\n%s", r.Rotations, r.Missed, len(r.Latencies), r.Detail())
+			}
+			polls := r.Agents["GetParameters"].Allowed + r.Agents["DescribeSecret"].Allowed
+			switch {
+			case tt.kill == 0 && (polls != 0 || r.Agents["GetSecretValue"].Allowed != 3*20):
+				t.Errorf("agents polled %d times and read %d values; want 0 and 60 (one per task per rotation)\n%s",
+					polls, r.Agents["GetSecretValue"].Allowed, r.Detail())
+			case tt.kill > 0 && polls == 0:
+				t.Errorf("no direct poll after the watcher died\n%s", r.Detail())
+			}
+			if r.Watcher["DescribeSecret"].Allowed == 0 || r.Watcher["GetSecretValue"].Allowed != 0 {
+				t.Errorf("watcher: %+v; want DescribeSecret, never GetSecretValue", r.Watcher)
+			}
+			if !strings.Contains(r.WatcherMem, "watcher RSS") {
+				t.Errorf("watcher memory %q", r.WatcherMem)
 			}
 		})
 	}
