@@ -144,7 +144,10 @@ func (r *Result) Row() string {
 	if r.Rotations > 0 {
 		missed = fmt.Sprintf("%d of %d", r.Missed, r.Rotations*r.Scenario.N)
 	}
-	mem := fmt.Sprintf("%.0f KiB", r.HeapPerAgent/1024)
+	mem := "–"
+	if r.Scenario.N > 0 {
+		mem = fmt.Sprintf("%.0f KiB", r.HeapPerAgent/1024)
+	}
 	if r.WatcherMem != "" {
 		mem += " · " + r.WatcherMem
 	}
