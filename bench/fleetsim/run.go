@@ -264,14 +264,15 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 	// The fleet's calls are counted over the span. Task starts run to
 	// their end.
 	var agentsAtEnd, watcherAtEnd map[string]awsfake.OpCount
+	spanOver := make(chan struct{})
 	end := time.AfterFunc(scale(sc.Span), func() {
 		agentsAtEnd, watcherAtEnd = fl.lim.CountsOf(appAgents), fl.lim.CountsOf("")
 		if fd != nil {
 			fd.readMemory()
 		}
 		stop()
+		close(spanOver)
 	})
-	defer end.Stop()
 	var wg sync.WaitGroup
 	for _, a := range agents {
 		wg.Go(func() { _ = a.loop.Run(runCtx, refresh.Events{}) })
@@ -292,6 +293,16 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Result, error) {
 		})
 	}
 	wg.Wait()
+	// Without agents nothing above waits for the span.
+	select {
+	case <-spanOver:
+	case <-ctx.Done():
+		if !end.Stop() {
+			<-spanOver
+		}
+		ecs.wait()
+		return nil, ctx.Err()
+	}
 	ecs.wait()
 	wall := time.Since(t0)
 	var ru syscall.Rusage
