@@ -61,7 +61,8 @@ type Client struct {
 	shown   string // the URL for logs, a password redacted
 	http    *http.Client
 	metrics *metrics.FeedClient
-	moved   chan []string // cap 1; Run is its one sender
+	moved   chan []string // cap 1; sent to under emitMu, so a send never blocks
+	emitMu  sync.Mutex
 	kick    chan struct{} // cap 1; the refs to ask about changed
 
 	mu           sync.Mutex
@@ -400,10 +401,18 @@ func (c *Client) answered(resp *Response, sent map[string]string) {
 		}
 		c.state[raw] = st
 	}
+	later := map[time.Duration][]string{}
 	for _, raw := range resp.Changed {
 		w, st := c.refs[raw], c.state[raw]
 		if _, asked := sent[raw]; !asked || w == nil || st.Version == "" {
 			continue
+		}
+		// The feed told every client at once: wait a random part of its
+		// splay, so that the fleet's fetches fit the account's quota. Not
+		// past the interval: by then a tick polls it anyway.
+		var wait time.Duration
+		if st.Splay > 0 && st.Splay <= MaxWait.Seconds() {
+			wait = time.Duration(c.o.Rand() * float64(min(time.Duration(st.Splay*float64(time.Second)), c.interval)))
 		}
 		for i, name := range w.names {
 			if w.held[i] == st.Version {
@@ -411,7 +420,11 @@ func (c *Client) answered(resp *Response, sent map[string]string) {
 			}
 			if was, ok := c.movedFor[name]; !ok || was != w.held[i] {
 				c.movedFor[name] = w.held[i]
-				moved = append(moved, name)
+				if wait > 0 {
+					later[wait] = append(later[wait], name)
+				} else {
+					moved = append(moved, name)
+				}
 			}
 		}
 	}
@@ -433,11 +446,18 @@ func (c *Client) answered(resp *Response, sent map[string]string) {
 		c.o.Log.Debug("change feed says secrets moved", "secrets", moved)
 		c.emit(moved)
 	}
+	for wait, names := range later {
+		slices.Sort(names)
+		c.o.Log.Debug("change feed says secrets moved; fetching after the splay", "secrets", names, "in", wait.String())
+		time.AfterFunc(wait, func() { c.emit(names) })
+	}
 }
 
 // emit hands names to the loop without blocking: names it has not taken
 // yet are merged into one send.
 func (c *Client) emit(names []string) {
+	c.emitMu.Lock() // Run and the splay timers send: drain and send as one
+	defer c.emitMu.Unlock()
 	select {
 	case prev := <-c.moved:
 		names = slices.Compact(slices.Sorted(slices.Values(append(prev, names...))))

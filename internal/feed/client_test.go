@@ -762,3 +762,37 @@ func TestClientLogsNoPasswordOfTheURL(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// A change the feed told many clients at once is fetched after a random
+// part of its splay (capped at the interval), not at once by all.
+func TestClientWaitsARandomPartOfTheSplay(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		splay float64
+		want  time.Duration
+	}{
+		{"no splay: at once", 0, 0},
+		{"half of 10 s", 10, 5 * time.Second},
+		{"half of the interval when the splay is longer", 200, 30 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c, err := NewClient(ClientOptions{URL: "http://feed:1", Region: "eu-west-1", Interval: time.Minute, Rand: func() float64 { return 0.5 }})
+				if err != nil {
+					t.Fatal(err)
+				}
+				reqs, have := held(t, map[string]string{"A": "/a", "B": "/b"}, map[string]string{"A": "3", "B": "7"})
+				c.Hold(0, reqs, have)
+				start := time.Now()
+				c.answered(&Response{Refs: map[string]RefState{
+					"/a": {Version: "4", Splay: tc.splay},
+					"/b": {Version: "7", Splay: tc.splay},
+				}, Changed: []string{"/a"}, Interval: "30s"}, map[string]string{"/a": "3", "/b": "7"})
+				got := <-c.Moved()
+				if waited := time.Since(start); waited != tc.want || !slices.Equal(got, []string{"A"}) {
+					t.Errorf("moved %v after %s, want [A] after %s", got, waited, tc.want)
+				}
+			})
+		})
+	}
+}

@@ -14,6 +14,7 @@ package feed
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
@@ -68,6 +69,33 @@ type RefState struct {
 	// Error says why the last read failed (an AWS error code and message,
 	// never a value); the client polls such a ref itself.
 	Error string `json:"error,omitempty"`
+	// Splay is how many seconds the clients told of this version should
+	// spread their value fetches over, each waiting a random part of it:
+	// the feed tells thousands of tasks at once, and their fetches share
+	// one account quota (ECS's task starts use Parameter Store's too). 0
+	// or absent: fetch at once.
+	Splay float64 `json:"splay,omitempty"`
+}
+
+// Fetch rates the feed spreads a change's value fetches to, per reference
+// (Splay = clients told / rate). Parameter Store's: half its default
+// GetParameters quota of 40/s, leaving the rest to ECS's task starts and
+// to everything else in the account; Secrets Manager's: a quarter of
+// GetSecretValue's 10,000/s.
+const (
+	ParameterStoreFetchRate = 20
+	SecretsManagerFetchRate = 2500
+)
+
+// SplayFor is the Splay of a change told to clients at once.
+func SplayFor(service fetch.Service, clients int) float64 {
+	rate := float64(SecretsManagerFetchRate)
+	if service == fetch.ParameterStore {
+		// /aws/reference/secretsmanager/ names too: read through
+		// GetParameters.
+		rate = ParameterStoreFetchRate
+	}
+	return math.Round(float64(clients)/rate*1000) / 1000
 }
 
 // ErrorBody is the JSON body of every 4xx and 5xx answer.

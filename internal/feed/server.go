@@ -94,6 +94,7 @@ type entry struct {
 	readAt  time.Time // last successful read
 	err     string    // why the last read failed
 	failing string    // the AWS code while reads fail for a transient reason, for /readyz
+	splay   float64   // seconds to spread the fetches of version over (SplayFor)
 	askedAt time.Time // last request that named it
 	waiters map[*waiter]struct{}
 }
@@ -352,6 +353,7 @@ func (s *Server) responseLocked(p parsed, now time.Time) *Response {
 				if !e.pinned {
 					st.Age = max(now.Sub(e.readAt), 0).Seconds()
 				}
+				st.Splay = e.splay
 			}
 		}
 		resp.Refs[r.valueFrom] = st
@@ -564,6 +566,8 @@ func (s *Server) settleLocked(e *entry, version, why string, now time.Time) {
 		if e.read && e.err == "" && e.version != version {
 			changed = true
 			s.m.VersionChanged()
+			// Every held request naming it is told now.
+			e.splay = SplayFor(e.ref.Service, len(e.waiters))
 		}
 		e.version, e.readAt = version, now
 	} else {

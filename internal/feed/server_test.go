@@ -2,6 +2,7 @@ package feed
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -241,7 +242,8 @@ func TestHeldAnsweredOnChangeAndOnTimeout(t *testing.T) {
 		time.Sleep(time.Minute)
 		select {
 		case a := <-ch:
-			want(t, a, 200, `{"refs":{"/prod/api/key":{"version":"4","age":0}},"changed":["/prod/api/key"],"interval":"1m0s"}`)
+			// One client told: its fetch spread over 1/20 s.
+			want(t, a, 200, `{"refs":{"/prod/api/key":{"version":"4","age":0,"splay":0.05}},"changed":["/prod/api/key"],"interval":"1m0s"}`)
 		default:
 			t.Fatal("not answered after the poll that saw the change")
 		}
@@ -516,5 +518,41 @@ func TestStopAnswersHeldRequests(t *testing.T) {
 		}
 		want(t, h.ask(`{"region":"eu-west-1","wait":"5m","refs":{"/prod/api/key":"3"}}`), 200,
 			`{"refs":{"/prod/api/key":{"version":"3","age":0}},"changed":[],"interval":"1m0s"}`)
+	})
+}
+
+// The feed tells every held client of a change at once; their value
+// fetches share one account quota. Each answer carries the splay that
+// spreads them to ParameterStoreFetchRate (Secrets Manager's rate for a
+// secret), from the number of clients told.
+func TestSplayGrowsWithTheClientsTold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, ServerOptions{})
+		h.src.set(paramKey, "3")
+		h.src.set(dbKey, "v1")
+		h.ask(`{"region":"eu-west-1","refs":{"/prod/api/key":"","` + dbARN + `":""}}`)
+		var chans []<-chan answer
+		for range 40 {
+			chans = append(chans, h.askAsync(context.Background(),
+				`{"region":"eu-west-1","wait":"5m","refs":{"/prod/api/key":"3","`+dbARN+`":"v1"}}`))
+		}
+		synctest.Wait()
+		h.src.set(paramKey, "4")
+		h.src.set(dbKey, "v2")
+		time.Sleep(time.Minute)
+		for i, ch := range chans {
+			a := <-ch
+			var r Response
+			if err := json.Unmarshal([]byte(a.body), &r); err != nil {
+				t.Fatal(err)
+			}
+			// 40 clients: 2 s at 20/s; 0.016 s at 2,500/s.
+			if got := r.Refs["/prod/api/key"].Splay; got != 2 {
+				t.Errorf("client %d: parameter splay %v, want 2", i, got)
+			}
+			if got := r.Refs[dbARN].Splay; got != 0.016 {
+				t.Errorf("client %d: secret splay %v, want 0.016", i, got)
+			}
+		}
 	})
 }
