@@ -112,6 +112,12 @@ func Scenarios() []Scenario {
 		return Scenario{Name: name, N: n, Feed: feed, Span: 5 * time.Minute, StartRate: float64(n) / 7200,
 			Burst: 1000, BurstAt: time.Minute, BurstSpread: time.Minute}
 	}
+	// A fleet-wide parameter rotating: every task's fetch goes to the
+	// Parameter Store quota that ECS's task starts need.
+	param := func(sc Scenario) Scenario {
+		sc.Rotate = "parameter"
+		return sc
+	}
 	killed := rot("feed-killed-1000", 1000, true)
 	killed.KillFeedAt = 3*time.Minute + 30*time.Second
 	// The simulator costs about 1 ms of CPU per AWS call, and the 2 cores
@@ -137,5 +143,8 @@ func Scenarios() []Scenario {
 		burst("burst-no-agents", 0, false),
 		slow(burst("burst-direct-10000", 10000, false)),
 		slow(burst("burst-feed-10000", 10000, true)),
+		slow(param(rot("feed-param-10000", 10000, true))),
+		param(rot("direct-param-1000", 1000, false)),
+		param(rot("feed-param-1000", 1000, true)),
 	}
 }
