@@ -80,6 +80,9 @@ type Client struct {
 	// the feed (a watcher behind another one at the same address, or a
 	// lying feed), its own retry and its next tick take it from there.
 	movedFor map[string]string
+	// splayUntil is, by valueFrom, when a fetch held back by the feed's
+	// splay is handed to the loop; until then the ref counts as covered.
+	splayUntil map[string]time.Time
 }
 
 // watched is one valueFrom and the secrets that use it.
@@ -114,7 +117,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 		metrics: metrics.NewFeedClient(o.Registerer),
 		moved:   make(chan []string, 1), kick: make(chan struct{}, 1),
 		refs: map[string]*watched{}, state: map[string]RefState{}, warned: map[string]bool{},
-		movedFor: map[string]string{},
+		movedFor: map[string]string{}, splayUntil: map[string]time.Time{},
 	}, nil
 }
 
@@ -188,6 +191,15 @@ func (c *Client) Covered(r fetch.Request, version string) bool {
 		// last answer, so the next tick polls (a rotation is then seen
 		// within one interval, as without a feed, not two).
 		return false
+	}
+	if until, ok := c.splayUntil[r.Ref.Raw]; ok {
+		if c.o.Now().Before(until) {
+			// Told of a change whose fetch waits out its splay: a
+			// tick's poll now would spend the very quota the splay
+			// spreads.
+			return true
+		}
+		delete(c.splayUntil, r.Ref.Raw)
 	}
 	st, ok := c.state[r.Ref.Raw]
 	// A negative, NaN or huge age is a feed's lie or bug: not covered.
@@ -422,6 +434,7 @@ func (c *Client) answered(resp *Response, sent map[string]string) {
 				c.movedFor[name] = w.held[i]
 				if wait > 0 {
 					later[wait] = append(later[wait], name)
+					c.splayUntil[raw] = now.Add(wait)
 				} else {
 					moved = append(moved, name)
 				}

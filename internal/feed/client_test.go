@@ -788,9 +788,17 @@ func TestClientWaitsARandomPartOfTheSplay(t *testing.T) {
 					"/a": {Version: "4", Splay: tc.splay},
 					"/b": {Version: "7", Splay: tc.splay},
 				}, Changed: []string{"/a"}, Interval: "30s"}, map[string]string{"/a": "3", "/b": "7"})
+				// While its fetch waits out the splay, a tick must not
+				// poll it: that would spend the quota the splay spreads.
+				if covered := c.Covered(reqs[0], "3"); covered != (tc.want > 0) {
+					t.Errorf("covered %v during the splay, want %v", covered, tc.want > 0)
+				}
 				got := <-c.Moved()
 				if waited := time.Since(start); waited != tc.want || !slices.Equal(got, []string{"A"}) {
 					t.Errorf("moved %v after %s, want [A] after %s", got, waited, tc.want)
+				}
+				if c.Covered(reqs[0], "3") {
+					t.Error("still covered with the old version once the fetch is handed to the loop")
 				}
 			})
 		})

@@ -91,6 +91,11 @@ func (l *Loop) fromFeed(ctx context.Context, names []string) {
 	l.feedRetry = retry
 	l.feedFails++
 	l.feedRetryIn = feedBackoff(l.feedFails, l.settings.Interval, l.rand)
+	if outcome(failed) == Throttled {
+		// The fleet the feed told at once is over the quota: spread the
+		// retries over a whole interval, as direct polling would.
+		l.feedRetryIn = max(time.Second, time.Duration(l.rand()*float64(l.settings.Interval)))
+	}
 }
 
 // feedBackoff is the wait before fetching again what the feed said moved:

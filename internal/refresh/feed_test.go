@@ -226,7 +226,10 @@ func TestFeedFetchBehindTheFeedIsRetriedSoon(t *testing.T) {
 	})
 }
 
-func TestFeedFailedFetchBacksOffUntilATickPollsIt(t *testing.T) {
+// A fetch the feed asked for that fails is retried by its own backoff (1s
+// doubling); the ticks in between do not poll it as well: the calls would
+// double on the quota that likely failed it. It is stale meanwhile.
+func TestFeedFailedFetchIsRetriedByItsBackoffNotByTicks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, twoSecrets, map[string]string{"A": "a1", "B": "b1"}, 0.5)
 		ff := h.withFeed()
@@ -239,23 +242,47 @@ func TestFeedFailedFetchBacksOffUntilATickPollsIt(t *testing.T) {
 		h.src.setFault("ServiceUnavailable")
 		ff.say("A", "2", forever)
 		ff.moved <- []string{"A"}
-		advance(9500 * time.Millisecond) // to 15.5s: fetches at 6, 7, 9, 13; the tick at 15 polls A
+		advance(9500 * time.Millisecond) // to 15.5s: fetches at 6, 7, 9, 13; the tick at 15 leaves A alone
 		if got := secretMetric(t, h.reg, "ecs_secrets_agent_secret_stale", "A"); got != 1 {
 			t.Errorf("secret_stale{A} = %v while its fetch fails", got)
 		}
 		h.src.setFault("")
 		advance(30 * time.Second)
-		// The failed tick at 15s retries at 15.75s (the loop's backoff):
-		// its poll sees A moved and fetches it. The feed's retry due at
-		// 21s has nothing left to do.
-		if got := fmt.Sprint(h.src.fetchAt); got != "[0s 6s 7s 9s 13s 15.75s]" {
-			t.Errorf("fetches at %s, want [0s 6s 7s 9s 13s 15.75s]: 1s doubling, until a tick polled it", got)
+		if got := fmt.Sprint(h.src.fetchAt); got != "[0s 6s 7s 9s 13s 21s]" {
+			t.Errorf("fetches at %s, want [0s 6s 7s 9s 13s 21s]: 1s doubling until one succeeds", got)
 		}
-		if got := fmt.Sprint(h.src.polled); got != "[[A] [A]]" {
-			t.Errorf("polled %s, want A alone, twice", got)
+		if got := fmt.Sprint(h.src.polled); got != "[]" {
+			t.Errorf("polled %s, want nothing: the retry was scheduled", got)
 		}
 		if h.file(t, "A") != "a2" || h.runs != 1 {
 			t.Errorf("A=%q, %d actions", h.file(t, "A"), h.runs)
+		}
+		if got := secretMetric(t, h.reg, "ecs_secrets_agent_secret_stale", "A"); got != 0 {
+			t.Errorf("secret_stale{A} = %v after the fetch succeeded", got)
+		}
+	})
+}
+
+// Throttled: the fleet the feed told at once is over the quota; the retry
+// is spread over a whole interval (rand 0.5 of 10s), not 1s later.
+func TestFeedThrottledFetchRetriesWithinTheInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, twoSecrets, map[string]string{"A": "a1", "B": "b1"}, 0.5)
+		ff := h.withFeed()
+		ff.say("A", "1", forever)
+		ff.say("B", "1", forever)
+		stop := h.running(t, Events{})
+		defer stop()
+		advance(6 * time.Second)
+		h.src.rotate("A", "a2")
+		h.src.setFault("ThrottlingException")
+		ff.say("A", "2", forever)
+		ff.moved <- []string{"A"}
+		advance(time.Second)
+		h.src.setFault("")
+		advance(30 * time.Second)
+		if got := fmt.Sprint(h.src.fetchAt); got != "[0s 6s 11s]" {
+			t.Errorf("fetches at %s, want [0s 6s 11s]: a throttled fetch retried half an interval later (rand 0.5)", got)
 		}
 	})
 }

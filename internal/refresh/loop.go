@@ -283,14 +283,18 @@ func (l *Loop) cycle(ctx context.Context) Outcome {
 	cctx, cancel := context.WithTimeout(ctx, cycleTimeout(l.settings.Interval))
 	defer cancel()
 	reqs := requests(l.settings)
-	poll := reqs
+	poll, checked := reqs, reqs
 	if l.feed != nil {
 		// The covered secrets count as checked: the feed read them within
 		// the interval, and they hold what it read.
-		poll = l.uncovered(reqs)
-		for _, r := range poll {
-			delete(l.feedRetry, r.Name) // polled now: Poll decides
-		}
+		// A fetch the feed asked for and that failed has its retry
+		// scheduled: polling it too would double the calls on the quota
+		// that likely failed it.
+		poll = slices.DeleteFunc(l.uncovered(reqs), func(r fetch.Request) bool { return l.feedRetry[r.Name] })
+		// Nor do they count as checked: they keep their state.
+		checked = slices.DeleteFunc(slices.Clone(reqs), func(r fetch.Request) bool {
+			return l.feedRetry[r.Name] && !l.feed.Covered(r, l.have[r.Name].Version)
+		})
 	}
 	var moved []string
 	var pollErr error
@@ -308,7 +312,7 @@ func (l *Loop) cycle(ctx context.Context) Outcome {
 		return Failed
 	}
 	l.log.Debug("refresh cycle", "secrets", len(reqs), "polled", len(poll), "moved", len(moved), "failed", len(failed))
-	l.track(reqs, failed)
+	l.track(checked, failed)
 	l.deliver(ctx, "change", false)
 	l.hold()
 	o := outcome(failed)
