@@ -32,6 +32,7 @@ type Supervisor struct {
 	mu         sync.Mutex
 	proc       *os.Process
 	restarting bool
+	restartPid int // the app a Restart is stopping: its end is the restart's, not the agent's
 	// ended: the app exited on its own (Exited has its code); stopping: a
 	// terminating signal was forwarded to it. A restart then would bring
 	// up an app that nothing stops.
@@ -40,6 +41,7 @@ type Supervisor struct {
 	minGap          time.Duration
 	log             *slog.Logger
 	now             func() time.Time // time.Now; tests fix it
+	afterSpawn      func()           // tests: between a restart's spawn and its end
 
 	exited  chan int // the exit code of a child that ended on its own
 	reaped  chan reap
@@ -137,6 +139,7 @@ func (s *Supervisor) Restart(ctx context.Context, env []string, grace time.Durat
 	}
 	s.restarting = true
 	old := s.proc
+	s.restartPid = old.Pid
 	s.mu.Unlock()
 
 	done := s.waitFor(old.Pid)
@@ -150,6 +153,9 @@ func (s *Supervisor) Restart(ctx context.Context, env []string, grace time.Durat
 		<-done
 	}
 	err := s.spawn(env)
+	if s.afterSpawn != nil {
+		s.afterSpawn()
+	}
 	s.mu.Lock()
 	s.restarting = false
 	s.lastRestart = s.now()
@@ -210,18 +216,20 @@ func (s *Supervisor) reapLoop() {
 			}
 		}
 		s.mu.Lock()
-		current := s.proc != nil && pid == s.proc.Pid
-		restarting := s.restarting
-		if current && !restarting {
+		// By pid: the new app can end (SIGTERM forwarded to it) before
+		// Restart has cleared restarting; that end is the agent's.
+		stopped := s.restarting && pid == s.restartPid
+		current := s.proc != nil && pid == s.proc.Pid && !stopped
+		if current {
 			s.ended = true // decided under the lock Restart checks
 		}
 		s.mu.Unlock()
-		if !current {
-			continue // an orphan, now reaped
-		}
-		if restarting {
+		if stopped {
 			s.reaped <- reap{pid: pid, status: ws}
 			continue
+		}
+		if !current {
+			continue // an orphan, now reaped
 		}
 		s.exited <- exitCode(ws)
 		return

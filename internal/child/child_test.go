@@ -145,3 +145,38 @@ func TestNoRestartOnceTheAppExitedOrIsStopping(t *testing.T) {
 		s.Close()
 	}
 }
+
+// The restarted app can be stopped (SIGTERM forwarded to it) before
+// Restart has finished its bookkeeping. Its end is the agent's: Exited
+// delivers it. It used to be taken for the old app's end, and the agent,
+// PID 1, waited forever (seen once in CI: agent exec hung after SIGTERM).
+func TestNewAppEndingDuringRestartIsTheAgentsEnd(t *testing.T) {
+	env := append(os.Environ(), "CHILD_TEST_HELPER=1")
+	s, err := Start(os.Args[0], []string{"-test.run=^TestHelperProcess$"}, env, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := make(chan int, 1)
+	s.afterSpawn = func() {
+		// The new app is up; kill it and let the reaper see its end
+		// while Restart still counts as restarting.
+		if err := s.Signal(syscall.SIGKILL); err != nil {
+			t.Error(err)
+		}
+		select {
+		case code := <-s.Exited():
+			got <- code
+		case <-time.After(10 * time.Second):
+			got <- -1
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Restart(ctx, env, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-got; code != 128+9 {
+		t.Fatalf("Exited gave %d for the restarted app killed mid-restart, want 137 (-1: never)", code)
+	}
+}
