@@ -242,8 +242,19 @@ func TestRunRotationSignalsAndCallsReloadOncePerChangedCycle(t *testing.T) {
 		t.Errorf("unchanged cycles ran actions: %d SIGHUP, %d reloads", hups.Load(), reloads.Load())
 	}
 
-	// Rotate a parameter and the secret right after a poll: one cycle sees both.
+	// Rotate a parameter and the secret between two cycles: one cycle sees
+	// both. A cycle's GetParameters and DescribeSecret are concurrent, so
+	// wait for the calls to stop (the cycle is over), not for one of them:
+	// a rotation between the two would split over two cycles.
 	waitPolls(1)
+	last, since := -1, time.Now()
+	eventually(t, "a finished cycle", 30*time.Second, func() bool {
+		if n := len(f.fake.CallLog()); n != last {
+			last, since = n, time.Now()
+			return false
+		}
+		return time.Since(since) >= 300*time.Millisecond
+	})
 	newPass, newKey := f.value("db2"), f.value("api2")
 	f.fake.PutParameter(region, "/app/db", newPass, true)
 	f.fake.PutSecretString(region, "app/api", fmt.Sprintf(`{"key":%q}`, newKey))
