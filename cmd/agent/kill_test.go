@@ -9,9 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // TestInitKilledMidRenderNeverLeavesPartialFiles SIGKILLs the agent at
@@ -60,34 +63,18 @@ func TestInitKilledMidRenderNeverLeavesPartialFiles(t *testing.T) {
 		}
 	}()
 
-	// Time one full run, and when its last AWS call arrived: the kills aim
-	// at what comes after, the render (before it nothing is written, and a
-	// kill there proves nothing).
-	seed(1)
-	f.fake.ResetCounts()
-	start := time.Now()
-	if r := runAgent(t, env, nil, "init", "--output-dir", f.out); r.code != 0 {
-		t.Fatalf("timing run: exit %d\n%s", r.code, r.stderr)
-	}
-	full := time.Since(start)
-	var fetched time.Duration
-	for _, c := range f.fake.CallLog() {
-		fetched = max(fetched, c.Time.Sub(start))
-	}
+	// Each round kills the agent at a varied point after its first rename
+	// into place: from then on until its last one, a kill leaves both
+	// versions on disk. A timer aimed from a timed run missed that window
+	// under load; the rename event does not. Rounds go on until enough kills
+	// landed mid-render to mean something, within a deadline.
 	rng := rand.New(rand.NewPCG(1, 2))
-	midRender := 0
-	for round := range 40 {
-		seed(round % 2) // always the other version than the timing run left
-		cmd := exec.Command(agentBin, "init", "--output-dir", f.out)
-		cmd.Env = env
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// Kill at a varied point from the last AWS call to the end.
-		at := fetched + time.Duration(rng.Int64N(int64(max(full-fetched, time.Millisecond))))
-		kill := time.AfterFunc(at, func() { _ = cmd.Process.Kill() })
-		_ = cmd.Wait()
-		kill.Stop()
+	midRender, rounds := 0, 0
+	deadline := time.Now().Add(60 * time.Second)
+	for midRender < 5 && rounds < 400 && time.Now().Before(deadline) {
+		seed((rounds + 1) % 2) // the other version than the files hold
+		rounds++
+		killAtFirstRename(t, f.out, env, time.Duration(rng.Int64N(int64(2*time.Millisecond))))
 		if mixed(t, f.out, n, versions) {
 			midRender++
 		}
@@ -98,9 +85,9 @@ func TestInitKilledMidRenderNeverLeavesPartialFiles(t *testing.T) {
 		t.Fatalf("%d of %d reads saw a partial or missing file, e.g. %v", len(bad), reads, bad[:min(len(bad), 5)])
 	}
 	if midRender == 0 {
-		t.Errorf("no kill landed mid-render (run takes %s, AWS done after %s); the test proves nothing", full, fetched)
+		t.Errorf("no kill of %d landed mid-render; the test proves nothing", rounds)
 	}
-	t.Logf("%d of 40 kills landed mid-render; %d reads", midRender, reads)
+	t.Logf("%d of %d kills landed mid-render; %d reads", midRender, rounds, reads)
 	// A clean run afterwards converges and leaves no temp file behind.
 	if r := runAgent(t, env, nil, "init", "--output-dir", f.out); r.code != 0 {
 		t.Fatalf("final run: exit %d\n%s", r.code, r.stderr)
@@ -110,6 +97,42 @@ func TestInitKilledMidRenderNeverLeavesPartialFiles(t *testing.T) {
 		t.Errorf("files after the final run: %v", files)
 	}
 }
+
+// killAtFirstRename runs init and SIGKILLs it delay after the first output
+// file is renamed into place (or lets it end, if it never renames).
+func killAtFirstRename(t *testing.T, dir string, env []string, delay time.Duration) {
+	t.Helper()
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Add(dir); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(agentBin, "init", "--output-dir", dir)
+	cmd.Env = env
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.Events {
+			// A rename into place is a Create of the final name; temp
+			// files are created under other names.
+			if ev.Has(fsnotify.Create) && outputName.MatchString(filepath.Base(ev.Name)) {
+				time.AfterFunc(delay, func() { _ = cmd.Process.Kill() })
+				return
+			}
+		}
+	}()
+	_ = cmd.Wait()
+	w.Close()
+	<-done
+}
+
+var outputName = regexp.MustCompile(`^(K\d\d|all\.env)$`)
 
 // mixed reports whether the files hold both versions: the agent died
 // between two renames.
