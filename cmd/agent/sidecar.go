@@ -85,6 +85,7 @@ func runSidecar(ctx context.Context, args []string, getenv func(string) string, 
 	loop, err := refresh.New(refresh.Options{
 		Source:   fetcher,
 		Settings: s, Metrics: m, Status: st, Log: log, Rand: rand.Float64, Actions: newActions, Feed: fd,
+		KeepPending: true, // the app outlives a restart of this container
 	})
 	if err != nil {
 		log.Error("invalid configuration: " + err.Error())

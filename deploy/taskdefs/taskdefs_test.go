@@ -81,10 +81,27 @@ func TestTaskDefinitions(t *testing.T) {
 				tdcheck.Fargate(t, td)
 			}
 			checkAgentCommands(t, agent, td)
+			checkSidecarRestarts(t, td)
 			if runsWatch(td) {
 				checkWatchService(t, readme, td)
 			}
 		})
+	}
+}
+
+// checkSidecarRestarts: an `agent run` sidecar is essential (its files must
+// stay fresh) and restarts in place when it exits: without a restart policy
+// a crash of the agent would stop the app's task, worse off than ECS's own
+// injection. A restarted agent delivers what its predecessor had not.
+func checkSidecarRestarts(t *testing.T, td *ecs.RegisterTaskDefinitionInput) {
+	t.Helper()
+	for _, c := range td.ContainerDefinitions {
+		if !isAgent(c) || len(c.Command) == 0 || c.Command[0] != "run" {
+			continue
+		}
+		if p := c.RestartPolicy; p == nil || p.Enabled == nil || !*p.Enabled {
+			t.Errorf("%s: an agent run sidecar without \"restartPolicy\": {\"enabled\": true}: a crash of the agent would stop the task", deref(c.Name))
+		}
 	}
 }
 

@@ -42,6 +42,9 @@ locals {
     name                   = "secrets"
     image                  = var.agent_image
     essential              = local.sidecar # an init container must be allowed to exit
+    # A sidecar that exits restarts in place: a crash of the agent must not
+    # stop the app's task, and the restarted agent delivers what it owed.
+    restartPolicy = local.sidecar ? { enabled = true, restartAttemptPeriod = 60 } : null
     user                   = var.agent_user
     command                = local.agent_command
     environment            = !(local.signal || local.agent_feed) ? null : [{ name = "AGENT_CONFIG", value = jsonencode(local.agent_config) }]

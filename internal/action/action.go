@@ -32,6 +32,9 @@ type Change struct {
 	// At dates the change by AWS's clock: the newest modification time among
 	// the changed versions. Zero when AWS gave none.
 	At time.Time
+	// Restored is a change an earlier process of the agent noticed and did
+	// not deliver: At dates it, though this process started after it.
+	Restored bool
 }
 
 // Prober is an action that can check its target before any change: the

@@ -167,10 +167,12 @@ func (a *Action) Run(ctx context.Context, c action.Change) error {
 		// AWS gave no date: the moment this task noticed is the best left;
 		// later than the change, so a deployment may be repeated, never missed.
 		at = a.now()
-	case at.Before(a.started):
+	case at.Before(a.started) && !c.Restored:
 		// A version older than this agent came back (a Secrets Manager
 		// stage or a Parameter Store label moved to it): its creation
 		// dates nothing, and the deployments since may hold the other value.
+		// A restored change was noticed by an earlier process: its date
+		// stands, so the tasks that did deploy for it are not repeated.
 		at = a.now()
 	}
 	if a.r == nil {

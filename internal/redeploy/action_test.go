@@ -162,6 +162,25 @@ func TestRedeployVersionThatCameBack(t *testing.T) {
 	}
 }
 
+// TestRedeployRestoredChangeKeepsItsDate: a change an earlier process of
+// the agent noticed and did not deliver (refresh restores it after a
+// restart) is dated by AWS though it is older than this process: the
+// deployment made for it meanwhile (by another task, a watcher) covers it,
+// and a second one would break exactly-once.
+func TestRedeployRestoredChangeKeepsItsDate(t *testing.T) {
+	e := newActionEnv(t)
+	a := e.build(t, t.Context())
+	nextMillisecond()
+	c := action.Change{Changed: []string{"DB"}, Restored: true, At: time.Now().Add(-time.Hour),
+		Values: map[string]fetch.Result{"DB": {Version: "v1", Modified: time.Now().Add(-time.Hour)}}}
+	if err := a.Run(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.fake.Calls("UpdateService"); n != 0 {
+		t.Errorf("UpdateService called %d times for a change older than the service's deployment, want 0", n)
+	}
+}
+
 // TestRedeployBuildSurvivesAFailingMetadataEndpoint: a metadata endpoint
 // that answers 500 at start is not a configuration error (the agent exited
 // 2 on it); the action asks again when it acts, and deploys once it answers.

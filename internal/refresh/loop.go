@@ -63,6 +63,10 @@ type Loop struct {
 	retryIn     time.Duration // set when a pending action failed: when to retry
 	repairFails int
 
+	keepPending bool   // note a change in progress in the output directory (note.go)
+	noted       []byte // what the note holds; nil: no note
+	noteErr     string
+
 	feed        Feed            // nil: poll AWS for every secret
 	feedRetry   map[string]bool // secrets still behind the feed's version after a fetch
 	feedFails   int             // consecutive fetches that left some behind
@@ -91,6 +95,10 @@ type Options struct {
 	// Feed, when set, is the change feed: the loop polls AWS only for the
 	// secrets it does not cover, and fetches what it says moved.
 	Feed Feed
+	// KeepPending makes a change outlive the process (note.go): for run,
+	// whose app keeps running when the agent restarts; not for exec, whose
+	// restart restarts the app.
+	KeepPending bool
 }
 
 // New checks the settings' actions and returns a loop ready to Start.
@@ -103,7 +111,7 @@ func New(o Options) (*Loop, error) {
 		src: o.Source, settings: o.Settings, actions: acts, metrics: o.Metrics, status: o.Status,
 		log: o.Log, rand: o.Rand, now: time.Now, newActs: o.Actions,
 		have: map[string]fetch.Result{}, staleSince: map[string]time.Time{}, changed: map[string]bool{},
-		sched: newSchedule(o.Settings, o.Rand), feed: o.Feed,
+		sched: newSchedule(o.Settings, o.Rand), feed: o.Feed, keepPending: o.KeepPending,
 	}, nil
 }
 
@@ -137,10 +145,11 @@ func (e *permanentError) Unwrap() error { return e.err }
 func (l *Loop) Start(ctx context.Context) error {
 	backoff := NewSchedule(l.settings.Interval, 0, l.rand)
 	for {
-		err := l.firstRender(ctx)
+		replaced, err := l.firstRender(ctx)
 		if err == nil {
 			l.status.Rendered()
 			l.metrics.SetInterval(l.sched.Interval())
+			l.restore(replaced)
 			l.probe()
 			l.hold()
 			return nil
@@ -158,7 +167,9 @@ func (l *Loop) Start(ctx context.Context) error {
 	}
 }
 
-func (l *Loop) firstRender(ctx context.Context) error {
+// firstRender fetches and writes every secret; replaced reports whether it
+// changed files that an earlier agent process had written.
+func (l *Loop) firstRender(ctx context.Context) (replaced bool, err error) {
 	reqs := requests(l.settings)
 	out, err := l.src.Fetch(ctx, reqs)
 	l.account(out, err)
@@ -167,17 +178,19 @@ func (l *Loop) firstRender(ctx context.Context) error {
 		err = fmt.Errorf("%d secrets could not be resolved", len(failed))
 		for _, e := range failed {
 			if e.Class() == fetch.Permanent {
-				return &permanentError{fmt.Errorf("%w; not retried: AccessDenied, not-found and invalid references need a fix, which the error lines above give", err)}
+				return false, &permanentError{fmt.Errorf("%w; not retried: AccessDenied, not-found and invalid references need a fix, which the error lines above give", err)}
 			}
 		}
-		return err
+		return false, err
 	}
 	l.have = out.Values
-	if _, err = l.write(ctx, "change"); err != nil {
-		return err
+	prior := l.keepPending && l.priorFiles(ctx)
+	n, err := l.write(ctx, "change")
+	if err != nil {
+		return false, err
 	}
 	l.track(reqs, nil) // every secret fresh, and its series exported from the start
-	return nil
+	return prior && n > 0, nil
 }
 
 // probe checks once, after the first render, that each action's target can
@@ -349,6 +362,10 @@ func (l *Loop) take(out fetch.Outcome) {
 // filesAreChange (a configuration reload), rewritten files are a change
 // even if no value moved.
 func (l *Loop) deliver(ctx context.Context, reason string, filesAreChange bool) {
+	if l.undelivered || filesAreChange {
+		l.writeNote(ctx, true) // before the first rename
+	}
+	defer l.writeNote(ctx, false)
 	n, err := l.render(ctx, reason)
 	if err != nil {
 		l.updatePending()
@@ -390,10 +407,7 @@ func (l *Loop) supersede(names []string) {
 		p.change, p.since = c, old.since
 		l.log.Info("a newer change supersedes the one still being delivered; running every action on the newer one")
 	}
-	p.acts = l.actions
-	for i := range p.acts {
-		p.todo = append(p.todo, i)
-	}
+	p.acts, p.todo = l.actions, allOf(l.actions)
 	l.pending = p
 }
 
@@ -430,6 +444,7 @@ func (l *Loop) runPending(ctx context.Context) {
 		l.pending = nil
 		l.status.Resolved("actions")
 		l.updatePending()
+		l.writeNote(ctx, false)
 		return
 	}
 	p.failures++
@@ -500,8 +515,12 @@ func (l *Loop) apply(ctx context.Context, s *config.Settings) bool {
 		if _, err := l.dir.Remove(slices.Sorted(maps.Keys(l.written))); err != nil {
 			l.log.Error("cannot remove the files from the previous output directory: "+err.Error(), "output_dir", old.OutputDir)
 		}
+		if l.noted != nil {
+			// The change is noted in the new directory as it is delivered there.
+			_ = l.dir.ClearPending()
+		}
 		_ = l.dir.Close()
-		l.dir, l.written = nil, nil
+		l.dir, l.written, l.noted = nil, nil, nil
 	} else {
 		// Now, whatever the new configuration's render does.
 		l.removeFilesOf(old, removed)
@@ -618,25 +637,8 @@ func (l *Loop) write(ctx context.Context, reason string) (int, error) {
 	if err != nil || l.settings.OutputDir == "" {
 		return 0, err
 	}
-	if l.dir == nil {
-		dir := l.settings.OutputDir
-		waiting := func(holder string) {
-			l.log.Warn("waiting for the output directory: another agent holds its lock", "output_dir", dir, "holder", holder)
-		}
-		// Start waits for another agent's lock up to the start-up
-		// deadline; the running loop must not wait at all (a reload to a
-		// directory another agent holds would stop every refresh), so it
-		// fails this render visibly and tries again later.
-		octx, cancel := ctx, context.CancelFunc(func() {})
-		if _, ok := ctx.Deadline(); !ok {
-			octx, cancel = context.WithTimeout(ctx, openWait)
-		}
-		l.dir, err = render.OpenDir(octx, dir, waiting)
-		cancel()
-		if err != nil {
-			l.dir = nil
-			return 0, err
-		}
+	if err := l.openDir(ctx); err != nil {
+		return 0, err
 	}
 	planned := make(map[string]bool, len(files))
 	for _, f := range files {
@@ -680,6 +682,32 @@ func (l *Loop) write(ctx context.Context, reason string) (int, error) {
 		l.status.Resolved("remove")
 	}
 	return n + removed, werr
+}
+
+// openDir opens the output directory if it is not open.
+func (l *Loop) openDir(ctx context.Context) error {
+	if l.dir != nil {
+		return nil
+	}
+	dir := l.settings.OutputDir
+	waiting := func(holder string) {
+		l.log.Warn("waiting for the output directory: another agent holds its lock", "output_dir", dir, "holder", holder)
+	}
+	// Start waits for another agent's lock up to the start-up
+	// deadline; the running loop must not wait at all (a reload to a
+	// directory another agent holds would stop every refresh), so it
+	// fails this render visibly and tries again later.
+	octx, cancel := ctx, context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		octx, cancel = context.WithTimeout(ctx, openWait)
+	}
+	defer cancel()
+	d, err := render.OpenDir(octx, dir, waiting)
+	if err != nil {
+		return err
+	}
+	l.dir = d
+	return nil
 }
 
 // openWait bounds how long the running loop waits for the output

@@ -31,6 +31,8 @@ func CheckPath(p string) error {
 		return fmt.Errorf("path %q must not end in \"/\"", p)
 	case p == lockName:
 		return fmt.Errorf("path %q is the agent's lock file", p)
+	case p == pendingName:
+		return fmt.Errorf("path %q is the agent's note of a pending change", p)
 	}
 	for elem := range strings.SplitSeq(p, "/") {
 		switch elem {

@@ -31,6 +31,8 @@ func TestCheckPath(t *testing.T) {
 		{".x.agent-tmp-0123456789abcdef", `path ".x.agent-tmp-0123456789abcdef" looks like an agent temp file`},
 		{".agent.lock", `path ".agent.lock" is the agent's lock file`},
 		{"a/.agent.lock", ""}, // only the top-level one is the lock
+		{".agent.pending", `path ".agent.pending" is the agent's note of a pending change`},
+		{"a/.agent.pending", ""},
 		{strings.Repeat("n", 255), ""},
 		{"d/" + strings.Repeat("n", 255), ""},
 		{strings.Repeat("n", 256), `path element "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"… is 256 bytes long; a file or directory name can have at most 255`},

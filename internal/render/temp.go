@@ -29,10 +29,11 @@ func tempName(base string) string {
 }
 
 // IsAgentFile reports whether rel, a slash-separated path relative to the
-// output directory, is a file the agent keeps for itself (a temp file or the
-// lock file), not an output: a change to it is no reason to repair.
+// output directory, is a file the agent keeps for itself (a temp file, the
+// lock file or the note of a pending change), not an output: a change to it
+// is no reason to repair.
 func IsAgentFile(rel string) bool {
-	return rel == lockName || isTempName(path.Base(rel))
+	return rel == lockName || rel == pendingName || isTempName(path.Base(rel))
 }
 
 func isTempName(name string) bool {
