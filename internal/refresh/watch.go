@@ -26,7 +26,8 @@ import (
 // config file's neighbours. The output directory's parent is watched too,
 // so a removed output directory is watched again once the repair has
 // recreated it. Event kinds are not trusted: the receivers re-read and
-// compare. configPath may be empty (configuration from flags or
+// compare. The first notice on Output is sent at once: a change made
+// before the watch began. configPath may be empty (configuration from flags or
 // AGENT_CONFIG), and so may outputDir (exec mode writes no file).
 func Watch(ctx context.Context, configPath, outputDir string, load func() (*config.Settings, error), log *slog.Logger) (Events, error) {
 	w, err := fsnotify.NewWatcher()
@@ -55,6 +56,12 @@ func Watch(ctx context.Context, configPath, outputDir string, load func() (*conf
 	}
 	cfgCh := make(chan *config.Settings)
 	outCh := make(chan struct{}, 1)
+	if outputDir != "" {
+		// The files were rendered, and the agent reported ready, before
+		// this watch began: one pass now repairs what changed meanwhile,
+		// which would otherwise wait for the next refresh.
+		outCh <- struct{}{}
+	}
 	lastConfig, _ := os.ReadFile(configPath)
 	go func() {
 		defer w.Close()

@@ -168,3 +168,20 @@ func TestWatchFollowsAReloadedOutputDir(t *testing.T) {
 		t.Fatal("a change in the reloaded output directory sent no Output event")
 	}
 }
+
+// TestWatchRepairsWhatChangedBeforeItBegan: the agent is ready (and its
+// files may be deleted) before the watch begins; the first notice comes at
+// once, so that change is repaired now, not at the next refresh, maybe an
+// hour later.
+func TestWatchRepairsWhatChangedBeforeItBegan(t *testing.T) {
+	out := t.TempDir()
+	ev, err := Watch(t.Context(), "", out, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ev.Output:
+	case <-time.After(watchDeadline):
+		t.Fatal("no first Output notice")
+	}
+}
