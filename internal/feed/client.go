@@ -421,10 +421,13 @@ func (c *Client) answered(resp *Response, sent map[string]string) {
 		}
 		// The feed told every client at once: wait a random part of its
 		// splay, so that the fleet's fetches fit the account's quota. Not
-		// past the interval: by then a tick polls it anyway.
+		// past the interval: by then a tick polls it anyway, and a feed
+		// cannot delay a rotation by more. Capped in seconds, before the
+		// conversion, which a huge splay would overflow; the longest
+		// splays are the biggest fleets', which need it most.
 		var wait time.Duration
-		if st.Splay > 0 && st.Splay <= MaxWait.Seconds() {
-			wait = time.Duration(c.o.Rand() * float64(min(time.Duration(st.Splay*float64(time.Second)), c.interval)))
+		if st.Splay > 0 {
+			wait = time.Duration(c.o.Rand() * min(st.Splay, c.interval.Seconds()) * float64(time.Second))
 		}
 		for i, name := range w.names {
 			if w.held[i] == st.Version {

@@ -774,6 +774,11 @@ func TestClientWaitsARandomPartOfTheSplay(t *testing.T) {
 		{"no splay: at once", 0, 0},
 		{"half of 10 s", 10, 5 * time.Second},
 		{"half of the interval when the splay is longer", 200, 30 * time.Second},
+		// 10,000 clients of one parameter: 500 s, longer than the
+		// longest wait; the biggest fleets need the splay most.
+		{"half of the interval when the splay is past MaxWait", 500, 30 * time.Second},
+		{"a splay too big for a Duration is the interval", 1e300, 30 * time.Second},
+		{"a negative splay is none", -5, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
