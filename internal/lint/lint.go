@@ -153,6 +153,12 @@ func Rules() []Rule {
 			Fix:     "mount a volume read-write at the agent's output directory (mountPoints with readOnly false)",
 			check:   checkReadonlyRoot,
 		},
+		{
+			ID: "ESA309", Name: "sidecar-without-restart-policy", Severity: Warning,
+			Summary: "The essential agent sidecar has no restart policy: if the agent exits (a crash, out of memory), ECS stops the whole task, app included.",
+			Fix:     `add "restartPolicy": {"enabled": true, "restartAttemptPeriod": 60} to the agent run container: ECS restarts it in place, and the restarted agent delivers any change its predecessor had not`,
+			check:   checkSidecarRestart,
+		},
 	}
 }
 

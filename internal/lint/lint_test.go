@@ -27,6 +27,7 @@ func agentC(name, mode string, extra obj, args ...string) obj {
 		c["essential"] = false
 	case "run":
 		c["essential"] = true
+		c["restartPolicy"] = obj{"enabled": true, "restartAttemptPeriod": 60}
 		c["healthCheck"] = obj{"command": []string{"CMD", "/agent", "health"}, "interval": 10, "timeout": 5, "retries": 3, "startPeriod": 60}
 	}
 	maps.Copy(c, extra)
@@ -295,6 +296,17 @@ func TestRulesFireAndStayQuiet(t *testing.T) {
 		{"sidecar not essential", func(t *testing.T) any {
 			return fargate(nil, agentC("secrets", "run", obj{"essential": false}), appC("app", "secrets", "HEALTHY", nil))
 		}, []string{"ESA305 secrets containerDefinitions[0].essential"}},
+		{"sidecar ECS would not restart", func(t *testing.T) any {
+			return fargate(nil,
+				agentC("secrets", "run", obj{"restartPolicy": nil}),
+				agentC("disabled", "run", obj{"restartPolicy": obj{"enabled": false}, "mountPoints": []obj{}}),
+				agentC("optional", "run", obj{"restartPolicy": nil, "essential": false, "mountPoints": []obj{}}),
+				appC("app", "secrets", "HEALTHY", nil))
+		}, []string{
+			"ESA309 secrets containerDefinitions[0]",
+			"ESA309 disabled containerDefinitions[1].restartPolicy.enabled",
+			"ESA305 optional containerDefinitions[2].essential",
+		}},
 		{"init essential", func(t *testing.T) any {
 			return fargate(obj{"volumes": []obj{{"name": "secrets"}, {"name": "agent-bin"}}},
 				agentC("secrets", "init", obj{"essential": nil}, initArgs...),
@@ -373,6 +385,7 @@ func TestRuleIDsAreStable(t *testing.T) {
 		"ESA306 init-essential error",
 		"ESA307 health-check-missing error",
 		"ESA308 read-only-root-without-output-volume error",
+		"ESA309 sidecar-without-restart-policy warning",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -141,6 +141,22 @@ func checkSidecarEssential(t *task, emit emitFunc) {
 	}
 }
 
+// checkSidecarRestart reports an essential agent run that ECS would not
+// restart: its exit would stop the task, worse off than ECS's own injection.
+func checkSidecarRestart(t *task, emit emitFunc) {
+	for _, c := range t.containers {
+		if c.mode != modeRun || (c.def.Essential != nil && !*c.def.Essential) {
+			continue
+		}
+		switch p := c.def.RestartPolicy; {
+		case p == nil:
+			emit(c, c.path, "agent run is essential and has no restartPolicy: if the agent exits (a crash, out of memory), ECS stops the whole task, app included")
+		case !aws.ToBool(p.Enabled):
+			emit(c, c.path+".restartPolicy.enabled", "agent run is essential and its restartPolicy is disabled: if the agent exits (a crash, out of memory), ECS stops the whole task, app included")
+		}
+	}
+}
+
 func checkInitEssential(t *task, emit emitFunc) {
 	for _, c := range t.containers {
 		if (c.mode == modeInit || c.mode == modeInstall) && (c.def.Essential == nil || *c.def.Essential) {

@@ -404,6 +404,8 @@ func toFiles(raw map[string]any, defs, apps []map[string]any, conf string, opt O
 	if opt.Pattern == Sidecar {
 		condition = "HEALTHY"
 		def["essential"] = true
+		// Restarted in place: an agent that exits must not stop the task.
+		def["restartPolicy"] = map[string]any{"enabled": true, "restartAttemptPeriod": json.Number("60")}
 		def["command"] = []any{"run"}
 		def["healthCheck"] = map[string]any{
 			"command":  []any{"CMD", "/agent", "health"},
