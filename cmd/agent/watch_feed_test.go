@@ -162,6 +162,13 @@ func TestWatchFeedWithServiceRedeploysOnce(t *testing.T) {
 	f.fake.CreateService(region, "prod", "web", taskDef(f, "web", "/shared"))
 	w := startFeedWatcher(t, f, "--cluster", "prod", "--service", "web")
 	eventually(t, "two cycles", 30*time.Second, func() bool { return f.fake.Calls("DescribeServices") >= 2 })
+	// The feed's first read of a new reference answers a held request (the
+	// client learns it is covered): wait for it, so the held request below
+	// is answered by the rotation alone.
+	eventually(t, "the feed's first read of /shared", 30*time.Second, func() bool {
+		_, b := w.ask(t, "POST", `{"region":"`+region+`","wait":"0s","refs":{"/shared":"1"}}`)
+		return decodeAnswer(t, b).Refs["/shared"].Version == "1"
+	})
 
 	held := make(chan string, 1)
 	go func() {
