@@ -25,7 +25,8 @@ func runPolicy(args []string, getenv func(string) string, stdout, stderr io.Writ
 	fs.Var(repeated{&commands}, "command", "agent `COMMAND` this role runs: init, run, exec or watch (repeatable; default run)")
 	cluster := fs.String("cluster", "", "for agent watch: the `CLUSTER` of the --service values")
 	fs.Var(repeated{&services}, "service", "for agent watch: a `SERVICE` it watches (repeatable)")
-	feed := fs.Bool("feed", false, "the role serves the change feed (agent watch --feed-addr): metadata reads of every parameter and secret of --region, never a value")
+	feed := fs.Bool("feed", false, "the role serves the change feed (agent watch --feed-addr): metadata reads of every parameter and secret of its regions (--feed-regions, default --region), never a value")
+	feedRegions := fs.String("feed-regions", "", "with --feed: the `REGIONS` (comma-separated) the feed serves, as given to agent watch --feed-regions (default --region; implies --feed)")
 	fs.Var(repeated{&feedPrefixes}, "feed-prefix", "with --feed: only the parameters and secrets whose names start with `PREFIX` (/prod/ → parameter/prod/*, secret:prod/*; repeatable; implies --feed)")
 	trust := fs.Bool("trust", false, "print the trust policy for ecs-tasks.amazonaws.com instead")
 	if err := fs.Parse(args); err != nil {
@@ -38,11 +39,18 @@ func runPolicy(args []string, getenv func(string) string, stdout, stderr io.Writ
 		return usageErr(stderr, "policy: unexpected argument %q", fs.Arg(0))
 	}
 	in := policy.Input{Region: *region, Account: *account, Commands: commands}
-	if len(feedPrefixes) > 0 {
+	var regions []string
+	if *feedRegions != "" {
+		var err error
+		if regions, err = config.ParseFeedRegions(*feedRegions); err != nil {
+			return usageErr(stderr, "policy: %v", err)
+		}
+	}
+	if len(feedPrefixes) > 0 || len(regions) > 0 {
 		*feed = true
 	}
 	if *feed {
-		in.Feed = &policy.Feed{Prefixes: feedPrefixes}
+		in.Feed = &policy.Feed{Prefixes: feedPrefixes, Regions: regions}
 	}
 	if flags.ConfigPath != "" || len(flags.Secrets) > 0 || getenv("AGENT_CONFIG") != "" || len(services) == 0 && !*feed {
 		s, err := config.Load(flags, getenv)

@@ -20,6 +20,8 @@ func TestPolicyFeed(t *testing.T) {
 	}{
 		{"everything", []string{"--feed"}, "feed-everything"},
 		{"prefixes imply --feed", []string{"--feed-prefix", "/prod/", "--feed-prefix", "shared-", "--feed-prefix", "/prod/", "--command", "watch"}, "feed-prefixes"},
+		// As agent watch --feed-regions reads them.
+		{"regions imply --feed", []string{"--feed-regions", "eu-west-1, us-east-1", "--feed-prefix", "/prod/"}, "feed-regions"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			region := "us-east-1"
@@ -45,7 +47,12 @@ func TestPolicyFeed(t *testing.T) {
 	}
 
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"policy", "--feed", "--command", "run", "--region", "us-east-1"}, env, &stdout, &stderr)
+	err := run(context.Background(), []string{"policy", "--feed-regions", "eu-west-1,eu-west-1", "--region", "us-east-1"}, env, &stdout, &stderr)
+	if exitCode(err) != exitUsage || err.Error() != "policy: --feed-regions: eu-west-1 is named twice" || stdout.Len() != 0 {
+		t.Errorf("--feed-regions twice: exit %d, %v, printed %q", exitCode(err), err, stdout.Bytes())
+	}
+	stdout.Reset()
+	err = run(context.Background(), []string{"policy", "--feed", "--command", "run", "--region", "us-east-1"}, env, &stdout, &stderr)
 	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "the change feed is served by agent watch, but the commands (run) do not include watch") {
 		t.Errorf("--feed --command run: exit %d, %v", exitCode(err), err)
 	}

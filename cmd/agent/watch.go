@@ -34,13 +34,18 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	cluster := fs.String("cluster", "", "the `CLUSTER` (name or ARN) of the --service values")
 	fs.Var(repeated{&services}, "service", "a `SERVICE` to watch (name or ARN; repeatable)")
 	region := fs.String("region", "", "the services' `REGION` (default $AWS_REGION, else the task's)")
-	fs.StringVar(&c.ConfigPath, "config", "", "JSON config `FILE` (or AGENT_CONFIG): services, interval, dryRun, metricsAddr, feedAddr")
+	fs.StringVar(&c.ConfigPath, "config", "", "JSON config `FILE` (or AGENT_CONFIG): services, interval, dryRun, metricsAddr, feedAddr, feedRegions, eventsQueue")
 	fs.StringVar(&c.Interval, "interval", "", "polling interval (default 5m; 1m when serving the feed)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "`HOST:PORT` for /metrics, /healthz and /readyz (default "+DefaultMetricsAddr+")")
 	dryRun := fs.Bool("dry-run", false, "log what would be redeployed; call nothing that writes")
 	feedAddr := fs.String("feed-addr", "", "serve the change feed (docs/FEED.md) on `HOST:PORT`; --service is then optional")
 	feedMaxClients := fs.Int("feed-max-clients", feed.DefaultMaxClients, "requests the change feed holds at once")
 	feedMaxRefs := fs.Int("feed-max-refs", feed.DefaultMaxRefs, "distinct references the change feed tracks")
+	var feedRegions *string // nil: not given
+	fs.Func("feed-regions", "the `REGIONS` (comma-separated) whose references the change feed serves; others are answered with an error (default the watcher's own region)", func(s string) error {
+		feedRegions = &s
+		return nil
+	})
 	eventsQueue := fs.String("events-queue", "", "SQS queue `URL` of Parameter Store and Secrets Manager change events, for the feed to poll at once (docs/FEED.md)")
 	if err := fs.Parse(args); err != nil {
 		return flagErr(err)
@@ -67,6 +72,11 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	if *feedAddr != "" {
 		wc.FeedAddr = *feedAddr
 	}
+	if feedRegions != nil {
+		if wc.FeedRegions, err = config.ParseFeedRegions(*feedRegions); err != nil {
+			return usageErr(stderr, "watch: %v", err)
+		}
+	}
 	if len(wc.Services) == 0 && wc.FeedAddr == "" {
 		return usageErr(stderr, "watch: no services and no feed: give --cluster and --service, services in --config/AGENT_CONFIG, or --feed-addr")
 	}
@@ -81,6 +91,9 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if wc.EventsQueue != "" && wc.FeedAddr == "" {
 		return usageErr(stderr, "watch: --events-queue needs --feed-addr (or feedAddr): change events only make the feed poll sooner")
+	}
+	if len(wc.FeedRegions) > 0 && wc.FeedAddr == "" {
+		return usageErr(stderr, "watch: --feed-regions needs --feed-addr (or feedAddr): they are the regions the change feed serves")
 	}
 	if *dryRun {
 		wc.DryRun = true
@@ -104,11 +117,26 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	jitter := interval / 10
 	home := *region
 	if home == "" {
-		// The task's own region: AWS_REGION, else the task metadata. The
-		// feed alone does not need it: each request names its region.
-		if home, err = taskRegionOf(ctx, getenv); err != nil && len(wc.Services) > 0 {
-			return usageErr(stderr, "watch: --region not given and %v", err)
+		// The task's own region: AWS_REGION, else the task metadata. A
+		// feed given its regions does not need it: each request names
+		// the region of its bare names.
+		if home, err = taskRegionOf(ctx, getenv); err != nil {
+			switch {
+			case len(wc.Services) > 0:
+				return usageErr(stderr, "watch: --region not given and %v", err)
+			case wc.FeedAddr != "" && len(wc.FeedRegions) == 0:
+				return usageErr(stderr, "watch: the change feed serves the watcher's own region by default, and --region is not given and %v: "+
+					"pass --feed-regions (or feedRegions) with the regions it serves, e.g. --feed-regions eu-west-1,us-east-1, or --region", err)
+			}
 		}
+	}
+	if wc.FeedAddr != "" && len(wc.FeedRegions) == 0 {
+		// Never every region: each served region costs clients and polls.
+		if !fetch.ValidRegion(home) {
+			return usageErr(stderr, "watch: the change feed serves the watcher's own region by default, and %q is not an AWS region (\"eu-west-1\"): "+
+				"pass --feed-regions (or feedRegions), or a valid --region or AWS_REGION", home)
+		}
+		wc.FeedRegions = []string{home}
 	}
 	var targets []watch.Target
 	for _, svc := range wc.Services {
@@ -156,10 +184,11 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 		feedSrv = feed.NewServer(feed.ServerOptions{
 			// Versions only: the feed never reads a value.
 			Source:   &fetch.Fetcher{Clients: clients, Region: home, Attempts: fetch.RefreshMaxAttempts},
+			Regions:  wc.FeedRegions,
 			Interval: interval, Jitter: jitter, MaxClients: *feedMaxClients, MaxRefs: *feedMaxRefs,
 			Log: log, Registerer: m.Registerer(), Status: st, Now: time.Now, Rand: rand.Float64,
 		})
-		if err := serveFeed(ctx, &wg, cancel, wc.FeedAddr, feedSrv, log); err != nil {
+		if err := serveFeed(ctx, &wg, cancel, wc.FeedAddr, wc.FeedRegions, feedSrv, log); err != nil {
 			log.Error(err.Error())
 			return &exitError{code: exitFailed, msg: err.Error()}
 		}
@@ -203,7 +232,7 @@ const (
 // and serves the feed and polls for it until ctx ends; it cancels ctx if
 // the listener fails. On the way out, held requests are answered (Run
 // returns) and the server is shut down within shutdownBudget.
-func serveFeed(ctx context.Context, wg *sync.WaitGroup, cancel func(), addr string, fs *feed.Server, log *slog.Logger) error {
+func serveFeed(ctx context.Context, wg *sync.WaitGroup, cancel func(), addr string, regions []string, fs *feed.Server, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("serving the change feed on %s: %w", addr, err)
@@ -215,7 +244,7 @@ func serveFeed(ctx context.Context, wg *sync.WaitGroup, cancel func(), addr stri
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("serving the change feed", "addr", ln.Addr().String(), "path", feed.Path)
+	log.Info("serving the change feed", "addr", ln.Addr().String(), "path", feed.Path, "regions", regions)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()

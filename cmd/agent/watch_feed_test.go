@@ -26,10 +26,16 @@ type feedWatcher struct {
 
 func startFeedWatcher(t *testing.T, f *fixture, args ...string) *feedWatcher {
 	t.Helper()
+	return startFeedWatcherEnv(t, f.fake.Env(region), args...)
+}
+
+// startFeedWatcherEnv is startFeedWatcher with exactly env.
+func startFeedWatcherEnv(t *testing.T, env []string, args ...string) *feedWatcher {
+	t.Helper()
 	cmd := exec.Command(agentBin, append([]string{"watch", "--feed-addr", "127.0.0.1:0", "--interval", "1s", "--metrics-addr", "127.0.0.1:0"}, args...)...)
-	cmd.Env = f.fake.Env(region)
+	cmd.Env = env
 	w := &feedWatcher{sidecar: startAgentCmd(t, cmd)}
-	re := regexp.MustCompile(`"msg":"serving the change feed","addr":"([^"]+)","path":"/v1/changes"`)
+	re := regexp.MustCompile(`"msg":"serving the change feed","addr":"([^"]+)","path":"/v1/changes","regions":\[`)
 	eventually(t, "the feed's address", 30*time.Second, func() bool {
 		m := re.FindStringSubmatch(w.logs())
 		if m != nil {

@@ -315,7 +315,7 @@ func checkWatch(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput,
 	t.Helper()
 	name := deref(c.Name)
 	known := watchFlags(t, agent)
-	var cluster, region, metricsAddr, feedAddr string
+	var cluster, region, metricsAddr, feedAddr, feedRegions string
 	var services []string
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
@@ -349,6 +349,8 @@ func checkWatch(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput,
 			metricsAddr = value
 		case "feed-addr":
 			feedAddr = value
+		case "feed-regions":
+			feedRegions = value
 		case "interval":
 			if d, err := time.ParseDuration(value); err != nil || d < time.Second {
 				t.Errorf("%s: watch --interval %q: want a duration of 1s or more", name, value)
@@ -358,6 +360,9 @@ func checkWatch(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput,
 	wc := watchConfig(t, c)
 	if feedAddr == "" {
 		feedAddr = wc.FeedAddr
+	}
+	if feedRegions == "" {
+		feedRegions = strings.Join(wc.FeedRegions, ",")
 	}
 	for _, s := range wc.Services {
 		if s.Cluster != cluster && cluster != "" || s.Region != "" {
@@ -393,7 +398,7 @@ func checkWatch(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput,
 	if region == "" {
 		region = testRegion // the task's own: REGION in the policy
 	}
-	checkWatchPolicy(t, agent, td, cluster, region, services, feedAddr != "")
+	checkWatchPolicy(t, agent, td, cluster, region, services, feedAddr != "", feedRegions)
 }
 
 // watchConfig is the watcher's AGENT_CONFIG as `agent watch` reads it
@@ -477,8 +482,9 @@ func watchFlags(t *testing.T, agent string) map[string]bool {
 }
 
 // checkWatchPolicy compares the task role's policy file with what the
-// generator prints for the watcher's services (placeholders replaced).
-func checkWatchPolicy(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput, cluster, region string, services []string, feed bool) {
+// generator prints for the watcher's services and the regions its feed
+// serves ("": the task's own), placeholders replaced.
+func checkWatchPolicy(t *testing.T, agent string, td *ecs.RegisterTaskDefinitionInput, cluster, region string, services []string, feed bool, feedRegions string) {
 	t.Helper()
 	role := path.Base(deref(td.TaskRoleArn))
 	suffix, ok := strings.CutPrefix(role, "secrets-agent-")
@@ -501,6 +507,9 @@ func checkWatchPolicy(t *testing.T, agent string, td *ecs.RegisterTaskDefinition
 	}
 	if feed {
 		args = append(args, "--feed")
+	}
+	if feed && feedRegions != "" {
+		args = append(args, "--feed-regions", feedRegions)
 	}
 	args = append(args, "--region", region, "--account", testAccount)
 	cmd := exec.Command(agent, args...)

@@ -3,7 +3,10 @@ package config
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
 )
 
 // Watch is the configuration of agent watch, from --config FILE or
@@ -16,6 +19,10 @@ type Watch struct {
 	// FeedAddr is where to serve the change feed (docs/FEED.md); "" serves
 	// none.
 	FeedAddr string `json:"feedAddr"`
+	// FeedRegions are the regions whose references the feed serves; none
+	// given means the watcher's own region. A ref in another region is
+	// answered with an error, and its agents poll it themselves.
+	FeedRegions []string `json:"feedRegions"`
 	// EventsQueue is the SQS queue URL of Parameter Store and Secrets
 	// Manager change events; "" polls only.
 	EventsQueue string `json:"eventsQueue"`
@@ -55,6 +62,11 @@ func LoadWatch(path string, getenv func(string) string) (*Watch, error) {
 			return nil, errorf("services[%d]: cluster and service are required", i)
 		}
 	}
+	if w.FeedRegions != nil {
+		if err := CheckFeedRegions("feedRegions", w.FeedRegions); err != nil {
+			return nil, err
+		}
+	}
 	if w.Interval != "" {
 		d, err := parseDuration("interval", w.Interval)
 		if err != nil {
@@ -65,6 +77,44 @@ func LoadWatch(path string, getenv func(string) string) (*Watch, error) {
 		}
 	}
 	return w, nil
+}
+
+// ParseFeedRegions reads --feed-regions: regions separated by commas
+// (spaces around them are dropped), checked as CheckFeedRegions does.
+func ParseFeedRegions(s string) ([]string, error) {
+	regions := strings.Split(s, ",")
+	for i, r := range regions {
+		regions[i] = strings.TrimSpace(r)
+	}
+	if err := CheckFeedRegions("--feed-regions", regions); err != nil {
+		return nil, err
+	}
+	return regions, nil
+}
+
+// CheckFeedRegions validates the regions the feed serves, field naming
+// them in errors: at least one, each an AWS region named once, all in one
+// partition (one role's credentials read one partition).
+func CheckFeedRegions(field string, regions []string) error {
+	if len(regions) == 0 {
+		return errorf("%s: empty; leave it out to serve the watcher's own region", field)
+	}
+	seen := make(map[string]bool, len(regions))
+	for _, r := range regions {
+		switch {
+		case r == "":
+			return errorf("%s: an empty region; want regions separated by commas (\"eu-west-1,us-east-1\")", field)
+		case !fetch.ValidRegion(r):
+			return errorf("%s: %q is not an AWS region (\"eu-west-1\")", field, r)
+		case seen[r]:
+			return errorf("%s: %s is named twice", field, r)
+		case fetch.RegionPartition(r) != fetch.RegionPartition(regions[0]):
+			return errorf("%s: %s is in partition %s and %s in %s: one watcher's role reads one partition, run a watcher in each",
+				field, regions[0], fetch.RegionPartition(regions[0]), r, fetch.RegionPartition(r))
+		}
+		seen[r] = true
+	}
+	return nil
 }
 
 // IntervalOr is the configured interval, or def.

@@ -29,9 +29,16 @@ type Versioner interface {
 	Versions(ctx context.Context, reqs []fetch.Request) (map[string]fetch.Version, error)
 }
 
-// ServerOptions configure a Server. Zero values take the defaults.
+// ServerOptions configure a Server. Zero values take the defaults, but for
+// Regions.
 type ServerOptions struct {
-	Source           Versioner
+	Source Versioner
+	// Regions are the regions whose references the server tracks (agent
+	// watch --feed-regions). A ref in any other region, named in its ARN
+	// or by the request's region for a bare name, is answered with an
+	// error and never tracked or polled: no client, no call, nothing kept
+	// for that region. None serves no reference at all.
+	Regions          []string
 	Interval, Jitter time.Duration // between polls; Interval 0 means DefaultServerInterval
 	MaxClients       int           // requests held at once; 0 means DefaultMaxClients
 	MaxRefs          int           // distinct keys tracked; 0 means DefaultMaxRefs
@@ -71,6 +78,8 @@ const statusKey = "feed"
 type Server struct {
 	o        ServerOptions
 	log      *slog.Logger
+	served   map[string]bool // o.Regions
+	regions  string          // o.Regions, comma-separated, for the refused refs' error
 	m        *metrics.FeedServer
 	interval time.Duration
 	kick     chan struct{} // something is pending: poll it soon
@@ -125,8 +134,17 @@ func NewServer(o ServerOptions) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	served := make(map[string]bool, len(o.Regions))
+	var regions []string
+	for _, r := range o.Regions {
+		if !served[r] {
+			served[r] = true
+			regions = append(regions, r)
+		}
+	}
 	return &Server{
 		o: o, log: log.With("component", "feed"), m: metrics.NewFeedServer(o.Registerer),
+		served: served, regions: strings.Join(regions, ","),
 		interval: o.Interval, current: o.Interval,
 		kick: make(chan struct{}, 1), stopped: make(chan struct{}),
 		entries: map[string]*entry{}, pending: map[string]bool{},
@@ -198,11 +216,25 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) (parsed, *httpErro
 	case err != nil:
 		return parsed{}, reject(http.StatusBadRequest, "reading body: %v", err)
 	}
-	p, err := parseRequest(body)
+	p, err := parseRequest(body, s.serves)
 	if err != nil {
 		return parsed{}, reject(http.StatusBadRequest, "%v", err)
 	}
+	// Counted, not logged: a client that asks about another region does
+	// so at every request, and a line each time would flood the log.
+	s.m.Refused(p.refused)
 	return p, nil
+}
+
+// serves reports whether the server tracks references in region.
+func (s *Server) serves(region string) bool { return s.served[region] }
+
+// notServed is a refused ref's error.
+func (s *Server) notServed(region string) string {
+	if s.regions == "" {
+		return fmt.Sprintf("region %s is not served by this feed (it serves no region)", region)
+	}
+	return fmt.Sprintf("region %s is not served by this feed (--feed-regions %s)", region, s.regions)
 }
 
 // answer admits a parsed request, then answers it at once or holds it. A
@@ -305,6 +337,9 @@ func (s *Server) knownLocked(k parsedKey) (string, bool) {
 // known one: it is answered at once.
 func (s *Server) outdatedLocked(p parsed) bool {
 	for _, r := range p.refs {
+		if r.refused != "" {
+			continue // nothing to know: its error is the same at every request
+		}
 		if v, ok := s.knownLocked(p.keys[r.key]); ok && v != r.have {
 			return true
 		}
@@ -344,6 +379,10 @@ func pin(r fetch.Ref) string {
 func (s *Server) responseLocked(p parsed, now time.Time) *Response {
 	resp := &Response{Refs: make(map[string]RefState, len(p.refs)), Changed: []string{}, Interval: s.current.String()}
 	for _, r := range p.refs {
+		if r.refused != "" {
+			resp.Refs[r.valueFrom] = RefState{Error: s.notServed(r.refused)}
+			continue
+		}
 		e := s.entries[r.key]
 		var st RefState
 		if e != nil {

@@ -16,13 +16,17 @@ import (
 // parsed is a valid request: every ref with its key, the distinct keys,
 // and how long it may be held.
 type parsed struct {
-	wait time.Duration
-	refs []parsedRef          // sorted by valueFrom
-	keys map[string]parsedKey // by key
+	wait    time.Duration
+	refs    []parsedRef          // sorted by valueFrom
+	keys    map[string]parsedKey // by key; refused refs have none
+	refused int                  // refs in a region the server does not serve
 }
 
 type parsedRef struct {
 	valueFrom, have, key string
+	// refused is the ref's region when the server does not serve it: the
+	// ref has no key, is never tracked, and is answered with an error.
+	refused string
 }
 
 type parsedKey struct {
@@ -32,8 +36,10 @@ type parsedKey struct {
 
 // parseRequest decodes a request body strictly: unknown fields, trailing
 // data, a bad region, no refs or too many, a valueFrom that does not parse
-// and a malformed wait are errors whose text says which.
-func parseRequest(body []byte) (parsed, error) {
+// and a malformed wait are errors whose text says which. A ref whose
+// region (the request's, for a bare name) is not one that serves reports
+// is not an error: it is refused, and gets no key.
+func parseRequest(body []byte, serves func(region string) bool) (parsed, error) {
 	var req Request
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -69,6 +75,11 @@ func parseRequest(body []byte) (parsed, error) {
 		key, ref, err := Key(req.Region, vf)
 		if err != nil {
 			return parsed{}, fmt.Errorf("refs: %v", err)
+		}
+		if !serves(ref.Region) {
+			p.refs = append(p.refs, parsedRef{valueFrom: vf, have: have, refused: ref.Region})
+			p.refused++
+			continue
 		}
 		p.refs = append(p.refs, parsedRef{valueFrom: vf, have: have, key: key})
 		if _, ok := p.keys[key]; !ok {

@@ -18,7 +18,7 @@ import (
 func TestHeldPastReadTimeoutOverTCP(t *testing.T) {
 	src := newSource()
 	src.set(paramKey, "3")
-	s := NewServer(ServerOptions{Source: src})
+	s := NewServer(ServerOptions{Source: src, Regions: []string{"eu-west-1"}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()

@@ -109,6 +109,9 @@ func start(t *testing.T, o ServerOptions) *harness {
 	if o.Interval == 0 {
 		o.Interval = time.Minute
 	}
+	if o.Regions == nil {
+		o.Regions = []string{"eu-west-1"} // the tests' own
+	}
 	o.Registerer, o.Status = h.reg, h.st
 	o.Rand = func() float64 { return 0.5 }
 	h.s = NewServer(o)
@@ -501,7 +504,7 @@ func TestStopAnswersHeldRequests(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newSource()
 		src.set(paramKey, "3")
-		s := NewServer(ServerOptions{Source: src})
+		s := NewServer(ServerOptions{Source: src, Regions: []string{"eu-west-1"}})
 		h := &harness{t: t, s: s, src: src}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error)

@@ -8,7 +8,7 @@ import (
 )
 
 // TestWatchConfig: a watcher's AGENT_CONFIG is agent watch's configuration
-// (services, feedAddr, eventsQueue), not an agent's: read it as watch does.
+// (services, feedAddr, feedRegions, eventsQueue), not an agent's: read it as watch does.
 func TestWatchConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name, config string
@@ -16,6 +16,8 @@ func TestWatchConfig(t *testing.T) {
 	}{
 		{"feed", `{"feedAddr":":8081","interval":"1m","eventsQueue":"https://sqs.us-east-1.amazonaws.com/111122223333/q"}`, nil},
 		{"services", `{"services":[{"cluster":"prod","service":"web"}]}`, nil},
+		{"feed regions", `{"feedAddr":":8081","feedRegions":["eu-west-1","us-east-1"]}`, nil},
+		{"bad feed region", `{"feedAddr":":8081","feedRegions":["eu-west-1","Europe"]}`, []string{`ESA202: AGENT_CONFIG is not a valid agent configuration: feedRegions: "Europe" is not an AWS region ("eu-west-1")`}},
 		{"misspelt", `{"feedAdr":":8081"}`, []string{`ESA202: AGENT_CONFIG is not a valid agent configuration: AGENT_CONFIG: feedAdr: unknown field`}},
 		{"bad interval", `{"feedAddr":":8081","interval":"1 minute"}`, []string{`ESA202: AGENT_CONFIG is not a valid agent configuration: interval: "1 minute" is not a duration ("30s", "5m")`}},
 	} {

@@ -15,6 +15,7 @@ type FeedServer struct {
 	tracked  prometheus.Gauge
 	requests *prometheus.CounterVec
 	changes  prometheus.Counter
+	refused  prometheus.Counter
 }
 
 // feedCodes are the answers the feed gives, created at 0 so that the first
@@ -45,6 +46,11 @@ func NewFeedServer(reg prometheus.Registerer) *FeedServer {
 			Namespace: namespace,
 			Name:      "feed_versions_changed_total",
 			Help:      "Tracked references whose version the change feed saw change.",
+		}),
+		refused: f.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "feed_refused_references_total",
+			Help:      "References in requests answered with an error, never tracked, because their region is not one the change feed serves.",
 		}),
 	}
 	for _, c := range feedCodes {
@@ -83,4 +89,12 @@ func (m *FeedServer) VersionChanged() {
 		return
 	}
 	m.changes.Inc()
+}
+
+// Refused counts n references refused because of their region.
+func (m *FeedServer) Refused(n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.refused.Add(float64(n))
 }

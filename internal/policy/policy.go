@@ -78,11 +78,16 @@ type Input struct {
 // Feed is the change feed a watcher serves (docs/FEED.md). It polls the
 // metadata of whatever references its agents ask about, so the policy
 // cannot name them: it grants the metadata reads on every parameter and
-// secret of the task's region and account, or, with Prefixes, on the names
-// that start with one of them ("/prod/" → parameter/prod/*, secret:prod/*).
-// Never a value: no GetSecretValue, no kms:Decrypt.
+// secret of the regions it serves and the task's account, or, with
+// Prefixes, on the names that start with one of them ("/prod/" →
+// parameter/prod/*, secret:prod/*). Never a value: no GetSecretValue, no
+// kms:Decrypt.
 type Feed struct {
 	Prefixes []string
+	// Regions are the regions the feed serves (agent watch
+	// --feed-regions), all in one partition; none means the task's region,
+	// as for agent watch.
+	Regions []string
 }
 
 // Service is one ECS service that `agent watch` watches. Cluster and Service
@@ -524,11 +529,29 @@ func (b *builder) watch(i int, w Service) error {
 var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_.\-/+=@]+$`)
 
 func (b *builder) feed(f Feed) error {
-	region, err := b.taskRegion("the change feed")
-	if err != nil {
-		return err
+	regions := f.Regions
+	if len(regions) == 0 {
+		region, err := b.taskRegion("the change feed")
+		if err != nil {
+			return err
+		}
+		regions = []string{region}
 	}
-	b.partitions.add(b.partition)
+	for _, r := range regions {
+		if !regionRE.MatchString(r) {
+			return fmt.Errorf("feed region %q does not look like \"us-east-1\"", r)
+		}
+	}
+	partition := fetch.RegionPartition(regions[0])
+	for _, r := range regions[1:] {
+		if p := fetch.RegionPartition(r); p != partition {
+			return fmt.Errorf("feed regions %s and %s are in partitions %s and %s: one watcher's role reads one partition", regions[0], r, partition, p)
+		}
+	}
+	if b.in.Region != "" && partition != b.partition {
+		return fmt.Errorf("feed regions %s are in partition %s, the task's region %s in %s: one watcher's role reads one partition", strings.Join(regions, ","), partition, b.in.Region, b.partition)
+	}
+	b.partitions.add(partition)
 	for _, p := range f.Prefixes {
 		if !prefixRE.MatchString(p) || strings.Trim(p, "/") == "" || strings.Contains(p, "//") {
 			return fmt.Errorf("feed prefix %q: want the start of parameter and secret names, like /prod/ (letters, digits and _.-/+=@; no wildcard, no empty level)", p)
@@ -537,13 +560,15 @@ func (b *builder) feed(f Feed) error {
 	prefixes := f.Prefixes
 	if len(prefixes) == 0 {
 		prefixes = []string{""} // everything
-		b.note("the change feed polls whatever references its agents ask about, which no policy can know in advance: FeedParameters and FeedSecrets allow the metadata reads (ssm:GetParameters, secretsmanager:DescribeSecret) on every parameter and secret of the task's region and account — pass --feed-prefix /prod/ (repeatable) to narrow them to your paths")
+		b.note("the change feed polls whatever references its agents ask about, which no policy can know in advance: FeedParameters and FeedSecrets allow the metadata reads (ssm:GetParameters, secretsmanager:DescribeSecret) on every parameter and secret of the feed's regions (" + strings.Join(regions, ", ") + ") and the task's account — pass --feed-prefix /prod/ (repeatable) to narrow them to your paths")
 	}
-	b.note("a reference the feed's role cannot read (another path, region or account) is answered with its AccessDenied error, and the agents that hold it poll AWS for it themselves at their own interval: add its ARN to FeedParameters or FeedSecrets if many tasks share it")
-	for _, p := range prefixes {
-		name := strings.TrimPrefix(p, "/")
-		b.feedParam.add(parameterARN(b.partition, region, b.account, name+"*"))
-		b.feedSecr.add(arn(b.partition, "secretsmanager", region, b.account, "secret:"+name+"*"))
+	b.note("a reference the feed's role cannot read (another path or account) is answered with its AccessDenied error, one in a region the feed does not serve with \"region R is not served by this feed\", and the agents that hold it poll AWS for it themselves at their own interval: if many tasks share it, add its ARN to FeedParameters or FeedSecrets, or its region to --feed-regions here and on agent watch")
+	for _, r := range regions {
+		for _, p := range prefixes {
+			name := strings.TrimPrefix(p, "/")
+			b.feedParam.add(parameterARN(partition, r, b.account, name+"*"))
+			b.feedSecr.add(arn(partition, "secretsmanager", r, b.account, "secret:"+name+"*"))
+		}
 	}
 	b.note("the change feed reads versions only and serves no value, and its role has no kms:Decrypt and no secretsmanager:GetSecretValue; but ssm:GetParameters returns the value of String and StringList parameters (SecureString ones stay encrypted), so keep secrets in SecureString parameters or Secrets Manager")
 	return nil

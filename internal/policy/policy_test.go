@@ -268,6 +268,19 @@ var goldenCases = []goldenCase{
 		wantNote: []string{"AccessDenied"},
 	},
 	{
+		// The feed's regions, as given to agent watch --feed-regions: each
+		// gets the grants; the task's own region is not needed.
+		name: "feed-regions",
+		in:   Input{Account: "111122223333", Feed: &Feed{Regions: []string{"eu-west-1", "us-east-1"}, Prefixes: []string{"/prod/"}}},
+		wantRes: []string{
+			"arn:aws:ssm:eu-west-1:111122223333:parameter/prod/*",
+			"arn:aws:ssm:us-east-1:111122223333:parameter/prod/*",
+			"arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/*",
+			"arn:aws:secretsmanager:us-east-1:111122223333:secret:prod/*",
+		},
+		wantNote: []string{"--feed-regions"},
+	},
+	{
 		// A feed watcher that also redeploys a service: both sets of grants.
 		name: "feed-and-watch",
 		in: Input{Region: "us-east-1", Account: "111122223333", Feed: &Feed{Prefixes: []string{"/prod/"}},
@@ -564,6 +577,11 @@ func TestBuildErrors(t *testing.T) {
 		{"watch without services", bare, Input{Region: "us-east-1", Commands: []string{"watch"}}, `command watch: no services to watch and no change feed to serve`},
 		{"feed without watch", bare, Input{Region: "us-east-1", Commands: []string{"run"}, Feed: &Feed{}}, `the change feed is served by agent watch, but the commands (run) do not include watch`},
 		{"feed without region", "", Input{Feed: &Feed{}}, `the change feed needs the task's region`},
+		{"feed bad region", "", Input{Feed: &Feed{Regions: []string{"eu-west-1", "europe"}}}, `feed region "europe" does not look like "us-east-1"`},
+		{"feed regions in two partitions", "", Input{Feed: &Feed{Regions: []string{"eu-west-1", "cn-north-1"}}},
+			`feed regions eu-west-1 and cn-north-1 are in partitions aws and aws-cn: one watcher's role reads one partition`},
+		{"feed regions not the task's partition", "", Input{Region: "us-east-1", Feed: &Feed{Regions: []string{"cn-north-1"}}},
+			`feed regions cn-north-1 are in partition aws-cn, the task's region us-east-1 in aws: one watcher's role reads one partition`},
 		{"feed prefix wildcard", "", Input{Region: "us-east-1", Feed: &Feed{Prefixes: []string{"/prod/*"}}}, `feed prefix "/prod/*": want the start of parameter and secret names`},
 		{"feed prefix slash", "", Input{Region: "us-east-1", Feed: &Feed{Prefixes: []string{"/"}}}, `feed prefix "/": want the start`},
 		{"feed prefix empty", "", Input{Region: "us-east-1", Feed: &Feed{Prefixes: []string{""}}}, `feed prefix "": want the start`},
