@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
 )
 
 const noteFile = ".agent.pending"
@@ -185,6 +187,66 @@ func TestExecKeepsNoNote(t *testing.T) {
 		}
 		if _, ok := readNote(t, h.out); ok {
 			t.Error("a note without KeepPending")
+		}
+	})
+}
+
+// TestNoteThatCannotBeWrittenStillDelivers: the note is for restarts; a
+// volume that refuses it (here a directory in its place) costs one error
+// line, never the delivery in this process.
+func TestNoteThatCannotBeWrittenStillDelivers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorder(1)
+		h := keeping(newHarnessWith(t, twoSecrets, map[string]string{"A": "a1", "B": "b1"}, 0.5, rec.factory))
+		stop := h.running(t, Events{})
+		defer stop()
+		if err := os.MkdirAll(filepath.Join(h.out, noteFile, "x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		h.src.rotate("A", "a2")
+		advance(6 * time.Second)
+		h.src.rotate("B", "b2")
+		advance(10 * time.Second)
+		if got := rec.count(0); got != 2 || h.file(t, "A") != "a2" || h.file(t, "B") != "b2" {
+			t.Fatalf("%d actions, A=%q B=%q; want 2 deliveries", got, h.file(t, "A"), h.file(t, "B"))
+		}
+		if n := strings.Count(h.logs.String(), "a change in progress would not survive a restart of the agent"); n != 1 {
+			t.Errorf("%d error lines for the note, want 1 (logged once while it fails): %s", n, h.logs)
+		}
+	})
+}
+
+// TestReloadMovesThePendingNote: a change still pending when a reload
+// moves the output directory is noted in the new one, not left behind in
+// the old one, where no agent would ever deliver it.
+func TestReloadMovesThePendingNote(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorder(1)
+		rec.setFail(0, true)
+		h := keeping(newHarnessWith(t, twoSecrets, map[string]string{"A": "a1", "B": "b1"}, 0.5, rec.factory))
+		cfgCh := make(chan *config.Settings)
+		stop := h.running(t, Events{Config: cfgCh})
+		defer stop()
+		h.src.rotate("A", "a2")
+		advance(5*time.Second + 500*time.Millisecond)
+		if _, ok := readNote(t, h.out); !ok {
+			t.Fatal("no note for a change whose action fails")
+		}
+		other := t.TempDir()
+		ns := reloadCfg(t, h, twoSecrets)
+		ns.OutputDir = other
+		cfgCh <- ns
+		synctest.Wait()
+		if _, ok := readNote(t, h.out); ok {
+			t.Error("the note stayed in the old output directory")
+		}
+		if n, ok := readNote(t, other); !ok || !slices.Equal(n.Changed, []string{"A"}) {
+			t.Errorf("note in the new directory: %+v (present %v), want changed [A]", n, ok)
+		}
+		rec.setFail(0, false)
+		advance(time.Minute)
+		if _, ok := readNote(t, other); ok {
+			t.Error("the note outlived the delivery")
 		}
 	})
 }
