@@ -142,6 +142,30 @@ func TestComposeTask(t *testing.T) {
 	restarted := waitMarker(ctx, t, logs("exec-app"), "start", func(m marker) bool { return m.Env["DB_PASSWORD"] == rotated })
 	t.Logf("rotation restarted the exec app in %s", time.Since(start).Round(time.Millisecond))
 	checkExecRestart(ctx, t, compose, logs("exec-app"), execFirst, restarted)
+
+	// 3. The agent's container dies (SIGKILL, as the kernel's OOM killer
+	// would), a rotation lands while it is down, and it is started again in
+	// place (an ECS container restart policy): the app, which ran on, is
+	// told. Without that, the restarted agent rewrote the file and said
+	// nothing: the app kept the old value until its next restart.
+	runOut(ctx, t, compose(ctx, "kill", "-s", "SIGKILL", "agent"))
+	again := "rotated-" + randomHex(8)
+	if _, err := client.PutParameter(ctx, &ssm.PutParameterInput{
+		Name: aws.String("/demo/db/password"), Value: aws.String(again),
+		Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true),
+	}); err != nil {
+		t.Fatalf("rotating /demo/db/password while the agent is down: %v", err)
+	}
+	start = time.Now()
+	runOut(ctx, t, compose(ctx, "start", "agent"))
+	told := waitMarker(ctx, t, logs("app"), "reload", func(m marker) bool { return m.Values["DB_PASSWORD"] == again })
+	t.Logf("a rotation made while the agent was down reached the app %s after the agent's restart", time.Since(start).Round(time.Millisecond))
+	if told.PID != sidecarFirst.PID {
+		t.Errorf("the app that was told is pid %d, want the one that ran on, %d", told.PID, sidecarFirst.PID)
+	}
+	if n := countMarkers(t, logs("app")(), "reload"); n != 2 {
+		t.Errorf("the app reloaded %d times for two rotations, want 2", n)
+	}
 }
 
 // waitBudget bounds what the test waits for once the images exist: compose
