@@ -219,7 +219,7 @@ func newHarnessWith(t *testing.T, cfgJSON string, values map[string]string, rnd 
 
 // newHarnessIn is newHarnessWith writing into out: a second harness on an
 // earlier one's directory is the agent restarted.
-func newHarnessIn(t *testing.T, out, cfgJSON string, values map[string]string, rnd float64, acts func([]config.Action) ([]action.Action, error)) *harness {
+func newHarnessIn(t testing.TB, out, cfgJSON string, values map[string]string, rnd float64, acts func([]config.Action) ([]action.Action, error)) *harness {
 	t.Helper()
 	h := &harness{src: newSource(values), reg: prometheus.NewRegistry(), out: out, logs: &lockedBuffer{}}
 	s, err := config.Load(config.Flags{OutputDir: h.out}, func(k string) string {

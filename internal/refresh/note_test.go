@@ -3,6 +3,7 @@ package refresh
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -249,4 +250,28 @@ func TestReloadMovesThePendingNote(t *testing.T) {
 			t.Error("the note outlived the delivery")
 		}
 	})
+}
+
+// BenchmarkDeliverChange is one refresh cycle that finds a rotated secret,
+// renders it and runs the action, with and without the note that makes
+// the change outlive the process (two more atomic writes per change: the
+// note before the render, its removal after the actions).
+func BenchmarkDeliverChange(b *testing.B) {
+	for _, keep := range []bool{false, true} {
+		b.Run(fmt.Sprintf("note=%v", keep), func(b *testing.B) {
+			rec := newRecorder(1)
+			h := newHarnessIn(b, b.TempDir(), twoSecrets, map[string]string{"A": "a1", "B": "b1"}, 0.5, rec.factory)
+			h.loop.keepPending = keep
+			if err := h.loop.Start(b.Context()); err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; b.Loop(); i++ {
+				h.src.rotate("A", fmt.Sprintf("a%d", i))
+				h.loop.cycle(b.Context())
+			}
+			if rec.count(0) != b.N {
+				b.Fatalf("%d actions for %d changes", rec.count(0), b.N)
+			}
+		})
+	}
 }
