@@ -3,6 +3,7 @@ package refresh
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -42,7 +43,9 @@ func Watch(ctx context.Context, configPath, outputDir string, load func() (*conf
 	}
 	if outputDir != "" {
 		outputDir = filepath.Clean(outputDir)
-		if err := addTree(w, outputDir); err != nil {
+		// Gone already (removed since the first render): the first notice
+		// below recreates it, and its parent's watch sees it come back.
+		if err := addTree(w, outputDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			_ = w.Close()
 			return Events{}, err
 		}
@@ -144,14 +147,16 @@ func isOutput(outputDir, name string) bool {
 
 // addTree watches dir and every directory below it, without following
 // symlinks out of it.
+// A directory below that vanishes meanwhile is skipped: its removal is
+// itself an event, already seen on its parent.
 func addTree(w *fsnotify.Watcher, dir string) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+		if err == nil && d.IsDir() {
+			err = w.Add(p)
 		}
-		if d.IsDir() {
-			return w.Add(p)
+		if err != nil && p != dir && errors.Is(err, fs.ErrNotExist) {
+			return nil
 		}
-		return nil
+		return err
 	})
 }

@@ -185,3 +185,46 @@ func TestWatchRepairsWhatChangedBeforeItBegan(t *testing.T) {
 		t.Fatal("no first Output notice")
 	}
 }
+
+// TestWatchOfAnOutputDirRemovedBeforeItBegan: the directory is removed
+// between the first render and the watch (the agent is ready by then). The
+// watch still begins, its first notice has the loop recreate the
+// directory, and the recreated one is watched. Before, Watch failed, and
+// the agent fell back to its refresh timer alone: an hour to repair.
+func TestWatchOfAnOutputDirRemovedBeforeItBegan(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "secrets")
+	ev, err := Watch(t.Context(), "", out, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("Watch of a removed output directory: %v", err)
+	}
+	wantOutput := func(what string) {
+		t.Helper()
+		select {
+		case <-ev.Output:
+		case <-time.After(watchDeadline):
+			t.Fatalf("%s: no Output notice", what)
+		}
+	}
+	wantOutput("the first notice")
+	if err := os.MkdirAll(filepath.Join(out, "sub"), 0o755); err != nil { // the repair
+		t.Fatal(err)
+	}
+	wantOutput("the directory recreated")
+	// Events in the recreated directory arrive once it is watched; keep
+	// touching the file until one does, within the deadline.
+	deadline := time.After(watchDeadline)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		if err := os.WriteFile(filepath.Join(out, "sub", "A"), []byte{byte(i)}, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ev.Output:
+			return
+		case <-deadline:
+			t.Fatal("a change in the recreated directory was never seen")
+		case <-tick.C:
+		}
+	}
+}
