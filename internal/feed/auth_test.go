@@ -1,15 +1,22 @@
 package feed
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const (
@@ -200,5 +207,100 @@ func TestTokenRedacted(t *testing.T) {
 	}
 	if got := (Token{}).String(); got != "none" {
 		t.Errorf("no token prints %q", got)
+	}
+}
+
+// The client sends its token; a feed that refuses it (wrong, or none
+// sent) is a feed error of its own reason: the client polls directly,
+// with one error line per switch that says which, and no token in it.
+func TestClientTokenAgainstTheServer(t *testing.T) {
+	for _, tc := range []struct {
+		name, token string
+		source      string // after a few answers
+		errors      string
+		line        string // the error line's error, "" for none
+	}{
+		{"right token", currentToken, "map[direct:0 feed:1]", "map[malformed:0 status:0 timeout:0 unauthorized:0 unreachable:0]", ""},
+		{"previous token, kept", previousToken, "map[direct:0 feed:1]", "map[malformed:0 status:0 timeout:0 unauthorized:0 unreachable:0]", ""},
+		{"wrong token", "wrong-token-0123456789abcdef", "map[direct:1 feed:0]", "map[malformed:0 status:0 timeout:0 unauthorized:4 unreachable:0]",
+			"status 401: the feed refused this agent's token: AGENT_FEED_TOKEN is wrong (not one the watcher accepts)"},
+		{"no token", "", "map[direct:1 feed:0]", "map[malformed:0 status:0 timeout:0 unauthorized:4 unreachable:0]",
+			"status 401: the feed requires a token and AGENT_FEED_TOKEN is missing: set it on this agent"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := start(t, ServerOptions{Tokens: []Token{mustToken(t, TokenEnv, currentToken), mustToken(t, TokenPreviousEnv, previousToken)}})
+				srv.src.set(paramKey, "3")
+				reg, logs := prometheus.NewRegistry(), &lockedBuffer{}
+				var down bool
+				var mu sync.Mutex
+				c, err := NewClient(ClientOptions{
+					URL: "http://feed.internal:9103", Region: "eu-west-1", Interval: 10 * time.Second,
+					HTTP:  &http.Client{Transport: handlerTransport{srv.s.Handler(), &down, &mu}},
+					Token: mustToken(t, TokenEnv, tc.token), Log: slog.New(slog.NewJSONHandler(logs, nil)),
+					Registerer: reg, Rand: func() float64 { return 0.5 },
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() { c.Run(ctx); close(done) }()
+				defer func() { cancel(); <-done }()
+				reqs, have := held(t, map[string]string{"A": paramRef}, map[string]string{"A": "3"})
+				c.Hold(0, reqs, have)
+				time.Sleep(7 * time.Second) // 4 refused requests: at 0, 1, 2.5 and 5.5 s
+				synctest.Wait()
+				if got := sources(t, reg); got != tc.source {
+					t.Errorf("sources %s, want %s", got, tc.source)
+				}
+				if got := errorCounts(t, reg); got != tc.errors {
+					t.Errorf("errors %s, want %s", got, tc.errors)
+				}
+				if got, want := c.Covered(reqs[0], "3"), tc.line == ""; got != want {
+					t.Errorf("covered %v, want %v", got, want)
+				}
+				var lines []string
+				for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+					var e struct{ Level, Msg, Reason, Error string }
+					if err := json.Unmarshal([]byte(l), &e); err != nil {
+						t.Fatal(err)
+					}
+					if e.Level == "ERROR" {
+						lines = append(lines, e.Msg+" | "+e.Reason+" | "+e.Error)
+					}
+				}
+				var want []string
+				if tc.line != "" {
+					want = []string{"change feed refused this agent's token; polling AWS directly at the refresh interval for the secrets it no longer covers | unauthorized | " + tc.line}
+				}
+				if fmt.Sprint(lines) != fmt.Sprint(want) {
+					t.Errorf("error lines:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+				}
+				for _, secret := range []string{currentToken, previousToken, "wrong-token-0123456789abcdef"} {
+					if strings.Contains(logs.String(), secret) {
+						t.Errorf("a token in the log:\n%s", logs.String())
+					}
+				}
+				if tc.line == "" {
+					return
+				}
+				// Unreachable, then up again but still refusing: the token
+				// line again, as someone must still fix it; nothing while it
+				// keeps refusing.
+				mu.Lock()
+				down = true
+				mu.Unlock()
+				time.Sleep(10 * time.Second)
+				mu.Lock()
+				down = false
+				mu.Unlock()
+				time.Sleep(30 * time.Second)
+				synctest.Wait()
+				if n := strings.Count(logs.String(), `"level":"ERROR","msg":"change feed refused this agent's token`); n != 2 {
+					t.Errorf("%d token lines after refused, unreachable, refused; want 2:\n%s", n, logs.String())
+				}
+			})
+		})
 	}
 }
