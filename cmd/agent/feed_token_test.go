@@ -95,9 +95,11 @@ func TestFeedToken(t *testing.T) {
 	if d := polls(good) - goodBefore; d != 0 {
 		t.Errorf("the right token's agent made %d polling calls while the feed answered", d)
 	}
-	// Two ticks at least, each a GetParameters and a DescribeSecret.
-	if d := polls(bad) - badBefore; d < 4 {
-		t.Errorf("the wrong token's agent made %d polling calls in %s at a %s interval, want 4 or more", d, quiet, agentInterval)
+	// A tick at least (two are due), each a GetParameters and a
+	// DescribeSecret: one tick is enough to show it polls, and tolerates
+	// a loaded machine.
+	if d := polls(bad) - badBefore; d < 2 {
+		t.Errorf("the wrong token's agent made %d polling calls in %s at a %s interval, want 2 or more", d, quiet, agentInterval)
 	}
 	if got := bad.source(t); got != "direct" {
 		t.Errorf("the wrong token's agent reports source %q, want direct", got)
