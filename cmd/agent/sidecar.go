@@ -205,7 +205,7 @@ func serveEndpoints(addr string, maxStale time.Duration, log *slog.Logger) (*sta
 	return st, m, stop, nil
 }
 
-const feedUsage = "change feed `URL` (agent watch --feed-addr): while it answers, no polling calls to AWS; overrides refresh.feed"
+const feedUsage = "change feed `URL` (agent watch --feed-addr): while it answers, no polling calls to AWS; overrides refresh.feed; AGENT_FEED_TOKEN in the environment is sent as its bearer token"
 
 // startFeed runs the change feed's client when s names a feed, sending
 // token when set; stop ends it and waits. With none, the loop polls AWS

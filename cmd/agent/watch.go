@@ -38,7 +38,7 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	fs.StringVar(&c.Interval, "interval", "", "polling interval (default 5m; 1m when serving the feed)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "`HOST:PORT` for /metrics, /healthz and /readyz (default "+DefaultMetricsAddr+")")
 	dryRun := fs.Bool("dry-run", false, "log what would be redeployed; call nothing that writes")
-	feedAddr := fs.String("feed-addr", "", "serve the change feed (docs/FEED.md) on `HOST:PORT`; --service is then optional")
+	feedAddr := fs.String("feed-addr", "", "serve the change feed (docs/FEED.md) on `HOST:PORT`; --service is then optional; AGENT_FEED_TOKEN (and AGENT_FEED_TOKEN_PREVIOUS) in the environment make it require that bearer token")
 	feedMaxClients := fs.Int("feed-max-clients", feed.DefaultMaxClients, "requests the change feed holds at once")
 	feedMaxRefs := fs.Int("feed-max-refs", feed.DefaultMaxRefs, "distinct references the change feed tracks")
 	var feedRegions *string // nil: not given
