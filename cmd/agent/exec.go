@@ -19,6 +19,7 @@ import (
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/action"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/child"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/feed"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/fetch"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/plan"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/refresh"
@@ -103,7 +104,7 @@ func superviseExec(ctx, startCtx context.Context, s *config.Settings, c *commonF
 	redeployer := redeployBuilder(ctx, cfg, getenv, log)
 	// The feed's client lives as long as the loop: SIGTERM goes to the
 	// app, and the agent ends when the app does.
-	fd, stopFeed, err := startFeed(context.WithoutCancel(ctx), s, region, nil, log)
+	fd, stopFeed, err := startFeed(context.WithoutCancel(ctx), s, c.feedToken, region, nil, log)
 	if err != nil {
 		return err
 	}
@@ -197,14 +198,15 @@ func (a *appChild) Restart(ctx context.Context, c action.Change, grace time.Dura
 	return a.sup.Restart(ctx, env, grace)
 }
 
-// childEnv is the agent's environment without its own settings, with every
-// secret added (a secret wins over a variable of the same name).
+// childEnv is the agent's environment without its own settings and the
+// feed's tokens (the app has no business with them), with every secret
+// added (a secret wins over a variable of the same name).
 func childEnv(s *config.Settings, values map[string]fetch.Result) ([]string, error) {
 	secrets, err := plan.Env(s, values)
 	if err != nil {
 		return nil, err
 	}
-	names := map[string]bool{"AGENT_CONFIG": true}
+	names := map[string]bool{"AGENT_CONFIG": true, feed.TokenEnv: true, feed.TokenPreviousEnv: true}
 	for _, kv := range secrets {
 		name, _, _ := strings.Cut(kv, "=")
 		names[name] = true

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/action"
 	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/config"
+	"github.com/ecs-secrets-agent/ecs-secrets-agent/internal/feed"
 )
 
 // Exit codes, SPEC §7.
@@ -110,6 +111,9 @@ type commonFlags struct {
 	logFormat string
 	logLevel  string
 	timeout   time.Duration
+	// feedToken is AGENT_FEED_TOKEN, read by parse for the commands that
+	// take --feed when the settings name a feed.
+	feedToken feed.Token
 }
 
 type repeated struct{ values *[]string }
@@ -150,6 +154,12 @@ func (c *commonFlags) parse(fs *flag.FlagSet, args []string, getenv func(string)
 		return nil, nil, usageErr(stderr, "%s: --timeout must be positive, got %s", fs.Name(), c.timeout)
 	}
 	s, err := config.Load(c.Flags, getenv)
+	if err == nil && s.Feed != "" && fs.Lookup("feed") != nil {
+		// From the environment only (ECS injects it from Secrets
+		// Manager): a flag or the config file would put it on a command
+		// line or in a file.
+		c.feedToken, err = feed.ParseToken(feed.TokenEnv, getenv(feed.TokenEnv))
+	}
 	if err != nil {
 		logger.Error("invalid configuration: " + err.Error())
 		return nil, nil, &exitError{code: exitUsage, msg: err.Error()}

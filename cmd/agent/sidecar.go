@@ -77,7 +77,7 @@ func runSidecar(ctx context.Context, args []string, getenv func(string) string, 
 		return action.New(a, action.Options{Redeploy: redeployer, Log: log})
 	}
 	fetcher := &fetch.Fetcher{Clients: fetch.NewClients(cfg), Region: region}
-	fd, stopFeed, err := startFeed(ctx, s, region, m.Registerer(), log)
+	fd, stopFeed, err := startFeed(ctx, s, c.feedToken, region, m.Registerer(), log)
 	if err != nil {
 		return err
 	}
@@ -205,16 +205,17 @@ func serveEndpoints(addr string, maxStale time.Duration, log *slog.Logger) (*sta
 	return st, m, stop, nil
 }
 
-const feedUsage = "change feed `URL` (agent watch --feed-addr): while it answers, no polling calls to AWS; overrides refresh.feed"
+const feedUsage = "change feed `URL` (agent watch --feed-addr): while it answers, no polling calls to AWS; overrides refresh.feed; AGENT_FEED_TOKEN in the environment is sent as its bearer token"
 
-// startFeed runs the change feed's client when s names a feed; stop ends
-// it and waits. With none, the loop polls AWS itself (a nil Feed).
-func startFeed(ctx context.Context, s *config.Settings, region string, reg prometheus.Registerer, log *slog.Logger) (refresh.Feed, func(), error) {
+// startFeed runs the change feed's client when s names a feed, sending
+// token when set; stop ends it and waits. With none, the loop polls AWS
+// itself (a nil Feed).
+func startFeed(ctx context.Context, s *config.Settings, token feed.Token, region string, reg prometheus.Registerer, log *slog.Logger) (refresh.Feed, func(), error) {
 	if s.Feed == "" {
 		return nil, func() {}, nil
 	}
 	c, err := feed.NewClient(feed.ClientOptions{
-		URL: s.Feed, Region: region, Interval: s.Interval, Log: log.With("component", "feed"), Registerer: reg,
+		URL: s.Feed, Region: region, Interval: s.Interval, Token: token, Log: log.With("component", "feed"), Registerer: reg,
 	})
 	if err != nil {
 		log.Error("invalid configuration: " + err.Error())
@@ -223,6 +224,6 @@ func startFeed(ctx context.Context, s *config.Settings, region string, reg prome
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
-	log.Info("asking the change feed which secrets moved", "feed", c.URL(), "wait", feed.ClientWait(s.Interval).String())
+	log.Info("asking the change feed which secrets moved", "feed", c.URL(), "wait", feed.ClientWait(s.Interval).String(), "token", token.Set())
 	return c, func() { cancel(); <-done }, nil
 }

@@ -38,7 +38,7 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	fs.StringVar(&c.Interval, "interval", "", "polling interval (default 5m; 1m when serving the feed)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "`HOST:PORT` for /metrics, /healthz and /readyz (default "+DefaultMetricsAddr+")")
 	dryRun := fs.Bool("dry-run", false, "log what would be redeployed; call nothing that writes")
-	feedAddr := fs.String("feed-addr", "", "serve the change feed (docs/FEED.md) on `HOST:PORT`; --service is then optional")
+	feedAddr := fs.String("feed-addr", "", "serve the change feed (docs/FEED.md) on `HOST:PORT`; --service is then optional; AGENT_FEED_TOKEN (and AGENT_FEED_TOKEN_PREVIOUS) in the environment make it require that bearer token")
 	feedMaxClients := fs.Int("feed-max-clients", feed.DefaultMaxClients, "requests the change feed holds at once")
 	feedMaxRefs := fs.Int("feed-max-refs", feed.DefaultMaxRefs, "distinct references the change feed tracks")
 	var feedRegions *string // nil: not given
@@ -130,6 +130,12 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 			}
 		}
 	}
+	var tokens []feed.Token
+	if wc.FeedAddr != "" {
+		if tokens, err = feedTokens(getenv); err != nil {
+			return usageErr(stderr, "watch: %v", err)
+		}
+	}
 	if wc.FeedAddr != "" && len(wc.FeedRegions) == 0 {
 		// Never every region: each served region costs clients and polls.
 		if !fetch.ValidRegion(home) {
@@ -183,12 +189,12 @@ func runWatch(ctx context.Context, args []string, getenv func(string) string, st
 	if wc.FeedAddr != "" {
 		feedSrv = feed.NewServer(feed.ServerOptions{
 			// Versions only: the feed never reads a value.
-			Source:   &fetch.Fetcher{Clients: clients, Region: home, Attempts: fetch.RefreshMaxAttempts},
-			Regions:  wc.FeedRegions,
+			Source:  &fetch.Fetcher{Clients: clients, Region: home, Attempts: fetch.RefreshMaxAttempts},
+			Regions: wc.FeedRegions, Tokens: tokens,
 			Interval: interval, Jitter: jitter, MaxClients: *feedMaxClients, MaxRefs: *feedMaxRefs,
 			Log: log, Registerer: m.Registerer(), Status: st, Now: time.Now, Rand: rand.Float64,
 		})
-		if err := serveFeed(ctx, &wg, cancel, wc.FeedAddr, wc.FeedRegions, feedSrv, log); err != nil {
+		if err := serveFeed(ctx, &wg, cancel, wc.FeedAddr, wc.FeedRegions, len(tokens), feedSrv, log); err != nil {
 			log.Error(err.Error())
 			return &exitError{code: exitFailed, msg: err.Error()}
 		}
@@ -232,7 +238,7 @@ const (
 // and serves the feed and polls for it until ctx ends; it cancels ctx if
 // the listener fails. On the way out, held requests are answered (Run
 // returns) and the server is shut down within shutdownBudget.
-func serveFeed(ctx context.Context, wg *sync.WaitGroup, cancel func(), addr string, regions []string, fs *feed.Server, log *slog.Logger) error {
+func serveFeed(ctx context.Context, wg *sync.WaitGroup, cancel func(), addr string, regions []string, tokens int, fs *feed.Server, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("serving the change feed on %s: %w", addr, err)
@@ -244,7 +250,11 @@ func serveFeed(ctx context.Context, wg *sync.WaitGroup, cancel func(), addr stri
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("serving the change feed", "addr", ln.Addr().String(), "path", feed.Path, "regions", regions)
+	log.Info("serving the change feed", "addr", ln.Addr().String(), "path", feed.Path, "regions", regions, "tokens", tokens)
+	if tokens == 0 {
+		log.Warn("the change feed is open to anyone who reaches its port: any task there can fill it with references and learn names and version ids; set "+
+			feed.TokenEnv+" on the watchers and the agents (docs/FEED.md \"Authentication\")", "addr", ln.Addr().String())
+	}
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -263,6 +273,29 @@ func serveFeed(ctx context.Context, wg *sync.WaitGroup, cancel func(), addr stri
 		}
 	}()
 	return nil
+}
+
+// feedTokens are the tokens the feed accepts: AGENT_FEED_TOKEN, and
+// AGENT_FEED_TOKEN_PREVIOUS while the agents move to a new one. None when
+// neither is set. The errors name the variable, never its value.
+func feedTokens(getenv func(string) string) ([]feed.Token, error) {
+	cur, err := feed.ParseToken(feed.TokenEnv, getenv(feed.TokenEnv))
+	if err != nil {
+		return nil, err
+	}
+	prev, err := feed.ParseToken(feed.TokenPreviousEnv, getenv(feed.TokenPreviousEnv))
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case prev.Set() && !cur.Set():
+		return nil, fmt.Errorf("%s is set but %s is not: the previous token is accepted only alongside the current one", feed.TokenPreviousEnv, feed.TokenEnv)
+	case !cur.Set():
+		return nil, nil
+	case prev.Set():
+		return []feed.Token{cur, prev}, nil
+	}
+	return []feed.Token{cur}, nil
 }
 
 // taskRegionOf is the task's region: AWS_REGION, AWS_DEFAULT_REGION, else

@@ -65,9 +65,15 @@ func TestAgentTemplate(t *testing.T) {
 			"Pattern": "sidecar", "Secrets": "API_KEY=" + secretRef, "SecretArns": secretARN,
 			"FeedUrl": "http://loadbalancer-0123456789abcdef.elb.us-east-1.amazonaws.com:8081",
 		}},
+		{"sidecar-feed-token", map[string]string{
+			"Pattern": "sidecar", "Secrets": "API_KEY=" + secretRef, "SecretArns": secretARN,
+			"FeedUrl":            "http://loadbalancer-0123456789abcdef.elb.us-east-1.amazonaws.com:8081",
+			"FeedTokenSecretArn": "arn:aws:secretsmanager:us-east-1:111122223333:secret:feed-token-AbCdEf",
+		}},
 		{"init-feed-ignored", map[string]string{
 			"Pattern": "init", "Secrets": "DB_PASSWORD=" + param, "ParameterArns": paramARN,
-			"FeedUrl": "http://loadbalancer-0123456789abcdef.elb.us-east-1.amazonaws.com:8081",
+			"FeedUrl":            "http://loadbalancer-0123456789abcdef.elb.us-east-1.amazonaws.com:8081",
+			"FeedTokenSecretArn": "arn:aws:secretsmanager:us-east-1:111122223333:secret:feed-token-AbCdEf",
 		}},
 		{"sidecar-secrets-only", map[string]string{
 			"Pattern": "sidecar", "Secrets": "API_KEY=" + secretRef, "SecretArns": secretARN, "CpuArchitecture": "ARM64",
@@ -195,6 +201,19 @@ func checkAgentStack(t *testing.T, agent string, tmpl map[string]any, region str
 		t.Errorf("agent's configuration: %v", err)
 	case s.Feed != wantFeed:
 		t.Errorf("agent's refresh.feed %q, want %q", s.Feed, wantFeed)
+	}
+	// Its token, when given, through ECS's own injection; none without a
+	// feed.
+	var tokenSecrets []string
+	for _, sec := range agentC.Secrets {
+		tokenSecrets = append(tokenSecrets, tdcheck.Deref(sec.Name)+"="+tdcheck.Deref(sec.ValueFrom))
+	}
+	var wantToken []string
+	if arn := params["FeedTokenSecretArn"]; arn != "" && wantFeed != "" {
+		wantToken = []string{"AGENT_FEED_TOKEN=" + arn}
+	}
+	if !slices.Equal(tokenSecrets, wantToken) {
+		t.Errorf("agent container secrets %q, want %q", tokenSecrets, wantToken)
 	}
 
 	role := stack.properties(t, "TaskRole", "AWS::IAM::Role")

@@ -22,6 +22,7 @@ func TestFeedWatcherTemplate(t *testing.T) {
 	tmpl := readTemplate(t, "feed-watcher.json")
 	const queue = "https://sqs.us-east-1.amazonaws.com/111122223333/secrets-changes"
 	const eventsPolicy = "arn:aws:iam::111122223333:policy/secrets-feed-events"
+	const feedToken = "arn:aws:secretsmanager:us-east-1:111122223333:secret:feed-token-AbCdEf"
 	base := map[string]string{
 		"AgentImage":          agentImage,
 		"Cluster":             "prod",
@@ -42,6 +43,7 @@ func TestFeedWatcherTemplate(t *testing.T) {
 			"EventsQueueUrl": queue, "ExtraManagedPolicyArns": eventsPolicy, "PrometheusSecurityGroup": "sg-prom",
 			"Interval": "30s", "DesiredCount": "3",
 		}, config.Watch{FeedAddr: ":8081", Interval: "30s", EventsQueue: queue}, []any{eventsPolicy}, "sg-prom"},
+		{"token", map[string]string{"FeedTokenSecretArn": feedToken}, config.Watch{FeedAddr: ":8081", Interval: "1m"}, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			params := map[string]string{}
@@ -57,6 +59,19 @@ func TestFeedWatcherTemplate(t *testing.T) {
 			c := td.ContainerDefinitions[0]
 			if !slices.Equal(c.Command, []string{"watch"}) || len(c.Environment) != 1 || tdcheck.Deref(c.Environment[0].Name) != "AGENT_CONFIG" {
 				t.Fatalf("watch container: command %q, environment %d entries", c.Command, len(c.Environment))
+			}
+			// The feed's token: from Secrets Manager through ECS's own
+			// injection when given, never in the environment; none otherwise.
+			var secrets []string
+			for _, sec := range c.Secrets {
+				secrets = append(secrets, tdcheck.Deref(sec.Name)+"="+tdcheck.Deref(sec.ValueFrom))
+			}
+			wantSecrets := []string(nil)
+			if arn := params["FeedTokenSecretArn"]; arn != "" {
+				wantSecrets = []string{"AGENT_FEED_TOKEN=" + arn}
+			}
+			if !slices.Equal(secrets, wantSecrets) {
+				t.Errorf("watch container secrets %q, want %q", secrets, wantSecrets)
 			}
 			js := tdcheck.Deref(c.Environment[0].Value)
 			wc, err := config.LoadWatch("", func(k string) string { return map[string]string{"AGENT_CONFIG": js}[k] })

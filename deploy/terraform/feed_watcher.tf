@@ -1,8 +1,9 @@
 # The change feed (docs/FEED.md): two or more agent watch tasks that serve
-# it behind an internal Network Load Balancer. The feed has no
-# authentication and serves no value (names and version ids), so, like
-# /metrics, it is reachable only from inside the VPC: from the agents'
-# security groups, through the load balancer. Two or more, and a deployment
+# it behind an internal Network Load Balancer. The feed serves no value
+# (names and version ids), so, like /metrics, it is reachable only from
+# inside the VPC: from the agents' security groups, through the load
+# balancer; with token_secret_arn, only to the agents that carry the
+# token. Two or more, and a deployment
 # keeps half: while no feed answers, every agent polls AWS itself.
 
 locals {
@@ -19,6 +20,8 @@ locals {
     essential   = true
     command     = ["watch"]
     environment = [{ name = "AGENT_CONFIG", value = local.feed_config }]
+    # ECS's own injection: the token is never in the task definition.
+    secrets = local.feed.token_secret_arn == null ? null : [{ name = "AGENT_FEED_TOKEN", valueFrom = local.feed.token_secret_arn }]
     portMappings = [
       { containerPort = local.feed_port, protocol = "tcp", name = "feed" },
       { containerPort = 9102, protocol = "tcp", name = "metrics" },

@@ -36,6 +36,7 @@ func TestModuleFeedWatcher(t *testing.T) {
 	agent := tdcheck.BuildAgent(t, "../../cmd/agent")
 	m := loadModule(t)
 	const queue = "https://sqs.us-east-1.amazonaws.com/111122223333/secrets-changes"
+	const feedToken = "arn:aws:secretsmanager:us-east-1:111122223333:secret:feed-token-AbCdEf"
 	for _, tc := range []struct {
 		name, inputs        string
 		wantConfig          config.Watch
@@ -53,6 +54,10 @@ func TestModuleFeedWatcher(t *testing.T) {
   interval                  = "30s"
   desired_count             = 3
 `, config.Watch{FeedAddr: ":8081", Interval: "30s", EventsQueue: queue}, 1, 1, 1, 3},
+		{"token", `
+  agent_security_groups = ["sg-web"]
+  token_secret_arn      = "` + feedToken + `"
+`, config.Watch{FeedAddr: ":8081", Interval: "1m"}, 1, 0, 0, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := m.evaluate(t, "us-east-1", userContainers+`
@@ -98,6 +103,18 @@ feed_watcher = {
 			c := td.ContainerDefinitions[0]
 			if !slices.Equal(c.Command, []string{"watch"}) || len(c.Environment) != 1 || tdcheck.Deref(c.Environment[0].Name) != "AGENT_CONFIG" {
 				t.Fatalf("watch container: command %q, environment %d entries", c.Command, len(c.Environment))
+			}
+			// The feed's token: from Secrets Manager through ECS's own
+			// injection when given; none otherwise.
+			var secrets, wantSecrets []string
+			for _, sec := range c.Secrets {
+				secrets = append(secrets, tdcheck.Deref(sec.Name)+"="+tdcheck.Deref(sec.ValueFrom))
+			}
+			if strings.Contains(tc.inputs, "token_secret_arn") {
+				wantSecrets = []string{"AGENT_FEED_TOKEN=" + feedToken}
+			}
+			if !slices.Equal(secrets, wantSecrets) {
+				t.Errorf("watch container secrets %q, want %q", secrets, wantSecrets)
 			}
 			js := tdcheck.Deref(c.Environment[0].Value)
 			wc, err := config.LoadWatch("", func(k string) string { return map[string]string{"AGENT_CONFIG": js}[k] })

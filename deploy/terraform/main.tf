@@ -48,6 +48,8 @@ locals {
     user                   = var.agent_user
     command                = local.agent_command
     environment            = !(local.signal || local.agent_feed) ? null : [{ name = "AGENT_CONFIG", value = jsonencode(local.agent_config) }]
+    # The feed's token, through ECS's own injection.
+    secrets                = local.agent_feed && var.feed_token_secret_arn != null ? [{ name = "AGENT_FEED_TOKEN", valueFrom = var.feed_token_secret_arn }] : null
     readonlyRootFilesystem = true
     # agent health, not --ready: an AWS brownout must not get a task with
     # good files replaced (SPEC §6 "Failing safe").

@@ -78,7 +78,7 @@ func functions() map[string]function.Function {
 // The module's parts that README.md and the tests rely on.
 const (
 	wantVariables = "agent_image agent_log_configuration agent_user app_container_names container_definitions " +
-		"events_queue feed_url feed_watcher interval pattern region secrets signal_process task_role_name volume_name watcher"
+		"events_queue feed_token_secret_arn feed_url feed_watcher interval pattern region secrets signal_process task_role_name volume_name watcher"
 	wantOutputs = "container_definitions events_consumer_policy_arn events_queue_arn events_queue_url feed_url " +
 		"feed_watcher_service_arn pid_mode task_role_arn task_role_policy_json volume_name " +
 		"watcher_service_arn"
@@ -163,9 +163,15 @@ secrets = { DB_PASSWORD = "/prod/db/password" }
 feed_url = "http://feed-0123456789abcdef.elb.us-east-1.amazonaws.com:8081"
 secrets = { DB_PASSWORD = "/prod/db/password" }
 `, "run", "", nil},
+		{"sidecar-feed-token", "us-east-1", `
+feed_url = "http://feed-0123456789abcdef.elb.us-east-1.amazonaws.com:8081"
+feed_token_secret_arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:feed-token-AbCdEf"
+secrets = { DB_PASSWORD = "/prod/db/password" }
+`, "run", "", nil},
 		{"init-feed-ignored", "us-east-1", `
 pattern = "init"
 feed_url = "http://feed-0123456789abcdef.elb.us-east-1.amazonaws.com:8081"
+feed_token_secret_arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:feed-token-AbCdEf"
 secrets = { DB_PASSWORD = "/prod/db/password" }
 `, "init", "", nil},
 		{"sidecar-secrets-manager-only", "us-east-1", `
@@ -239,6 +245,18 @@ secrets = {
 				t.Errorf("agent's configuration: %v", err)
 			case s.Feed != wantFeed:
 				t.Errorf("agent's refresh.feed %q, want %q", s.Feed, wantFeed)
+			}
+			// Its token, when given, through ECS's own injection; none
+			// without a feed.
+			var tokenSecrets, wantToken []string
+			for _, sec := range agentC.Secrets {
+				tokenSecrets = append(tokenSecrets, tdcheck.Deref(sec.Name)+"="+tdcheck.Deref(sec.ValueFrom))
+			}
+			if a := vars.GetAttr("feed_token_secret_arn"); wantFeed != "" && !a.IsNull() {
+				wantToken = []string{"AGENT_FEED_TOKEN=" + a.AsString()}
+			}
+			if !slices.Equal(tokenSecrets, wantToken) {
+				t.Errorf("agent container secrets %q, want %q", tokenSecrets, wantToken)
 			}
 
 			// The app keeps its own dependency and mount and gets the agent's;

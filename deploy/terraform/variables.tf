@@ -46,6 +46,12 @@ variable "feed_url" {
   default     = null
 }
 
+variable "feed_token_secret_arn" {
+  description = "sidecar with feed_url: ARN of the Secrets Manager secret holding the change feed's shared token (feed_watcher.token_secret_arn), injected by ECS as AGENT_FEED_TOKEN; the task's execution role must be allowed secretsmanager:GetSecretValue on it (deploy/iam/execution-role-feed-token.json). null for none."
+  type        = string
+  default     = null
+}
+
 variable "agent_user" {
   description = "The agent's user; to signal the app it must be the app's UID or 0. null for the image's (65532)."
   type        = string
@@ -104,6 +110,7 @@ variable "feed_watcher" {
     execution_role_arn        = string
     prometheus_security_group = optional(string)           # scrapes the watchers' /metrics on 9102
     events_queue_url          = optional(string)           # feed_events.tf's queue, as eventsQueue
+    token_secret_arn          = optional(string)           # the feed's token (AGENT_FEED_TOKEN), from Secrets Manager; execution_role_arn must be allowed to read it
     extra_managed_policy_arns = optional(list(string), []) # e.g. that queue's policy
     interval                  = optional(string, "1m")     # at most half the agents' refresh interval
     desired_count             = optional(number, 2)

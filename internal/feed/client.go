@@ -31,7 +31,10 @@ type ClientOptions struct {
 	Region   string        // the task's region, for bare Parameter Store names
 	Interval time.Duration // the agent's refresh interval: the freshness it requires, and its fallback polling
 	HTTP     *http.Client  // nil means a client of its own
-	Log      *slog.Logger
+	// Token is sent as Authorization: Bearer on every request, when set
+	// (AGENT_FEED_TOKEN).
+	Token Token
+	Log   *slog.Logger
 	// Registerer takes the client's metrics (source in use, feed errors);
 	// nil registers none.
 	Registerer prometheus.Registerer
@@ -73,6 +76,7 @@ type Client struct {
 	state        map[string]RefState // the feed's last answer, for the refs it was asked about
 	answerAt     time.Time
 	source       string // "", "feed" or "direct"
+	lastReason   string // of the last failed request, since the last answer
 	warned       map[string]bool
 	// movedFor is, by secret name, the version the loop held when the
 	// feed last said it moved. It is not said to move again while the loop
@@ -348,6 +352,7 @@ func (c *Client) ask(ctx context.Context, req Request, wait time.Duration) (*Res
 		return fail("unreachable", "%v", err)
 	}
 	hreq.Header.Set("Content-Type", "application/json")
+	c.o.Token.authorize(hreq)
 	hresp, err := c.http.Do(hreq)
 	if err != nil {
 		return classify(err)
@@ -356,6 +361,14 @@ func (c *Client) ask(ctx context.Context, req Request, wait time.Duration) (*Res
 	body, err := io.ReadAll(io.LimitReader(hresp.Body, maxAnswer+1))
 	if err != nil {
 		return classify(err)
+	}
+	if hresp.StatusCode == http.StatusUnauthorized {
+		// Our own words, not the feed's: nothing it sends back, and never
+		// the token, reaches the log.
+		if c.o.Token.Set() {
+			return fail("unauthorized", "status 401: the feed refused this agent's token: %s is wrong (not one the watcher accepts)", TokenEnv)
+		}
+		return fail("unauthorized", "status 401: the feed requires a token and %s is missing: set it on this agent", TokenEnv)
 	}
 	if hresp.StatusCode != http.StatusOK {
 		var eb ErrorBody
@@ -446,6 +459,7 @@ func (c *Client) answered(resp *Response, sent map[string]string) {
 	}
 	was := c.source
 	c.source = "feed"
+	c.lastReason = ""
 	interval := c.interval
 	c.mu.Unlock()
 
@@ -483,18 +497,27 @@ func (c *Client) emit(names []string) {
 }
 
 // failed records a failed request; the first of a run switches the source
-// to direct polling, with one log line that says why.
+// to direct polling, with one log line that says why. A refused token is
+// an error line of its own, also when the feed was failing for another
+// reason before (unreachable, then up but refusing): someone must fix it.
 func (c *Client) failed(reason string, err error) {
 	c.metrics.FeedError(reason)
 	c.mu.Lock()
-	was := c.source
-	c.source = "direct"
+	was, wasReason := c.source, c.lastReason
+	c.source, c.lastReason = "direct", reason
 	c.mu.Unlock()
+	if was != "direct" {
+		c.metrics.SetSource(false)
+	}
+	if reason == "unauthorized" && (was != "direct" || wasReason != reason) {
+		c.o.Log.Error("change feed refused this agent's token; polling AWS directly at the refresh interval for the secrets it no longer covers",
+			"feed", c.shown, "reason", reason, "error", err.Error())
+		return
+	}
 	if was == "direct" {
 		c.o.Log.Debug("change feed still not answering", "feed", c.shown, "reason", reason, "error", err.Error())
 		return
 	}
-	c.metrics.SetSource(false)
 	c.o.Log.Warn("change feed not answering; polling AWS directly at the refresh interval for the secrets it no longer covers",
 		"feed", c.shown, "reason", reason, "error", err.Error())
 }

@@ -293,7 +293,7 @@ func TestClientHoldOfNewRefsAsksAgainAtOnce(t *testing.T) {
 		if len(bodies) != 2 || bodies[1] != `{"region":"eu-west-1","wait":"5s","refs":{"/a":"1","/b":"7"}}` || at[1].Sub(at[0]) != 2*time.Second {
 			t.Errorf("requests %q at %v: want the new ref asked about at once", bodies, at)
 		}
-		if got := errorCounts(t, h.reg); got != "map[malformed:0 status:0 timeout:0 unreachable:0]" {
+		if got := errorCounts(t, h.reg); got != "map[malformed:0 status:0 timeout:0 unauthorized:0 unreachable:0]" {
 			t.Errorf("a re-ask counted as an error: %s", got)
 		}
 	})
@@ -368,7 +368,7 @@ func TestClientBacksOffOnErrors(t *testing.T) {
 		if got := fmt.Sprint(gaps(at)); got != want {
 			t.Errorf("gaps between failing requests %s, want %s", got, want)
 		}
-		if got := errorCounts(t, h.reg); got != "map[malformed:0 status:7 timeout:0 unreachable:0]" {
+		if got := errorCounts(t, h.reg); got != "map[malformed:0 status:7 timeout:0 unauthorized:0 unreachable:0]" {
 			t.Errorf("errors %s, want 7 status", got)
 		}
 		h.feed.setMode("")
@@ -423,13 +423,13 @@ func TestClientFailureReasons(t *testing.T) {
 				if tc.after > 0 {
 					time.Sleep(tc.after - time.Nanosecond)
 					synctest.Wait()
-					if got := errorCounts(t, h.reg); got != "map[malformed:0 status:0 timeout:0 unreachable:0]" {
+					if got := errorCounts(t, h.reg); got != "map[malformed:0 status:0 timeout:0 unauthorized:0 unreachable:0]" {
 						t.Fatalf("errors %s a moment before the feed's promise ran out", got)
 					}
 				}
 				time.Sleep(time.Nanosecond)
 				synctest.Wait()
-				want := map[string]float64{"unreachable": 0, "timeout": 0, "status": 0, "malformed": 0}
+				want := map[string]float64{"unreachable": 0, "timeout": 0, "unauthorized": 0, "status": 0, "malformed": 0}
 				want[tc.reason] = 1
 				if got := errorCounts(t, h.reg); got != fmt.Sprint(want) {
 					t.Errorf("errors %s, want %v", got, want)

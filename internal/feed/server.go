@@ -2,6 +2,7 @@ package feed
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -38,7 +39,11 @@ type ServerOptions struct {
 	// or by the request's region for a bare name, is answered with an
 	// error and never tracked or polled: no client, no call, nothing kept
 	// for that region. None serves no reference at all.
-	Regions          []string
+	Regions []string
+	// Tokens are the bearer tokens a request may carry (AGENT_FEED_TOKEN,
+	// then AGENT_FEED_TOKEN_PREVIOUS while a rotation is under way). Set
+	// ones are required on every request to Path; none serves anyone.
+	Tokens           []Token
 	Interval, Jitter time.Duration // between polls; Interval 0 means DefaultServerInterval
 	MaxClients       int           // requests held at once; 0 means DefaultMaxClients
 	MaxRefs          int           // distinct keys tracked; 0 means DefaultMaxRefs
@@ -85,6 +90,8 @@ type Server struct {
 	kick     chan struct{} // something is pending: poll it soon
 	stopped  chan struct{} // closed when Run returns: held requests are answered
 	stopOnce sync.Once
+	tokens   []Token               // o.Tokens that are set
+	equal    func(x, y []byte) int // compares token digests: subtle.ConstantTimeCompare
 
 	mu       sync.Mutex
 	entries  map[string]*entry
@@ -142,9 +149,16 @@ func NewServer(o ServerOptions) *Server {
 			regions = append(regions, r)
 		}
 	}
+	var tokens []Token
+	for _, t := range o.Tokens {
+		if t.Set() {
+			tokens = append(tokens, t)
+		}
+	}
 	return &Server{
 		o: o, log: log.With("component", "feed"), m: metrics.NewFeedServer(o.Registerer),
 		served: served, regions: strings.Join(regions, ","),
+		tokens: tokens, equal: subtle.ConstantTimeCompare,
 		interval: o.Interval, current: o.Interval,
 		kick: make(chan struct{}, 1), stopped: make(chan struct{}),
 		entries: map[string]*entry{}, pending: map[string]bool{},
@@ -180,8 +194,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if herr == nil {
 		return // the client went away while held
 	}
-	if herr.code == http.StatusMethodNotAllowed {
+	switch herr.code {
+	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", http.MethodPost)
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
 	if herr.retry > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(herr.retry/time.Second)))
@@ -201,6 +218,18 @@ func (s *Server) write(w http.ResponseWriter, code int, body []byte) {
 func (s *Server) read(w http.ResponseWriter, r *http.Request) (parsed, *httpError) {
 	if r.URL.Path != Path {
 		return parsed{}, reject(http.StatusNotFound, "no such path %q: the feed serves POST %s", r.URL.Path, Path)
+	}
+	// Before anything else is read or tracked, and not logged: a scanner
+	// would flood the log. The answer says neither the token nor what was
+	// sent.
+	if len(s.tokens) > 0 {
+		cred, ok := bearer(r.Header)
+		switch {
+		case !ok:
+			return parsed{}, reject(http.StatusUnauthorized, "no token: this feed requires one; set "+TokenEnv+" on the agent to the watcher's token (sent as Authorization: Bearer)")
+		case !accepts(s.tokens, cred, s.equal):
+			return parsed{}, reject(http.StatusUnauthorized, "wrong token: set "+TokenEnv+" on the agent to the watcher's token (sent as Authorization: Bearer)")
+		}
 	}
 	if r.Method != http.MethodPost {
 		return parsed{}, reject(http.StatusMethodNotAllowed, "method %s: the feed takes POST %s", r.Method, Path)

@@ -6,9 +6,11 @@ import (
 )
 
 // FeedErrorReasons are the values of feed_errors_total's reason label: the
-// feed could not be reached, was silent past its promise, answered with a
-// status other than 200, or answered something that is not protocol v1.
-var FeedErrorReasons = []string{"unreachable", "timeout", "status", "malformed"}
+// feed could not be reached, was silent past its promise, refused the
+// agent's token (401: AGENT_FEED_TOKEN missing or wrong), answered with
+// another status than 200, or answered something that is not
+// protocol v1.
+var FeedErrorReasons = []string{"unreachable", "timeout", "unauthorized", "status", "malformed"}
 
 // FeedClient is the change-feed client's metrics (docs/FEED.md). Methods
 // are safe on a nil *FeedClient.
@@ -31,7 +33,7 @@ func NewFeedClient(reg prometheus.Registerer) *FeedClient {
 		errors: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "feed_errors_total",
-			Help:      "Failed requests to the change feed, by reason: unreachable, timeout (silent past wait + 10s), status (not 200), malformed (not protocol v1).",
+			Help:      "Failed requests to the change feed, by reason: unreachable, timeout (silent past wait + 10s), unauthorized (401: AGENT_FEED_TOKEN missing or wrong), status (another non-200 status), malformed (not protocol v1).",
 		}, []string{"reason"}),
 	}
 	for _, r := range FeedErrorReasons {

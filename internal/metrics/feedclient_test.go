@@ -16,11 +16,12 @@ func TestFeedClientSequence(t *testing.T) {
 	m := NewFeedClient(reg)
 	// Before the feed answers: direct, every reason at 0.
 	want := `
-# HELP ecs_secrets_agent_feed_errors_total Failed requests to the change feed, by reason: unreachable, timeout (silent past wait + 10s), status (not 200), malformed (not protocol v1).
+# HELP ecs_secrets_agent_feed_errors_total Failed requests to the change feed, by reason: unreachable, timeout (silent past wait + 10s), unauthorized (401: AGENT_FEED_TOKEN missing or wrong), status (another non-200 status), malformed (not protocol v1).
 # TYPE ecs_secrets_agent_feed_errors_total counter
 ecs_secrets_agent_feed_errors_total{reason="malformed"} 0
 ecs_secrets_agent_feed_errors_total{reason="status"} 0
 ecs_secrets_agent_feed_errors_total{reason="timeout"} 0
+ecs_secrets_agent_feed_errors_total{reason="unauthorized"} 0
 ecs_secrets_agent_feed_errors_total{reason="unreachable"} 0
 # HELP ecs_secrets_agent_refresh_source 1 for where rotation news comes from now: feed (the change feed answers; secrets it does not cover are still polled) or direct (the agent polls AWS itself); 0 for the other.
 # TYPE ecs_secrets_agent_refresh_source gauge

@@ -20,7 +20,7 @@ type FeedServer struct {
 
 // feedCodes are the answers the feed gives, created at 0 so that the first
 // of each is an increase.
-var feedCodes = []int{200, 400, 404, 405, 413, 415, 503}
+var feedCodes = []int{200, 400, 401, 404, 405, 413, 415, 503}
 
 // NewFeedServer registers the feed server's metrics with reg; nil gives
 // working metrics that nothing exports.
