@@ -39,15 +39,15 @@ locals {
 
   # Absent fields are left out rather than sent as null.
   agent_container = { for k, v in {
-    name                   = "secrets"
-    image                  = var.agent_image
-    essential              = local.sidecar # an init container must be allowed to exit
+    name      = "secrets"
+    image     = var.agent_image
+    essential = local.sidecar # an init container must be allowed to exit
     # A sidecar that exits restarts in place: a crash of the agent must not
     # stop the app's task, and the restarted agent delivers what it owed.
     restartPolicy = local.sidecar ? { enabled = true, restartAttemptPeriod = 60 } : null
-    user                   = var.agent_user
-    command                = local.agent_command
-    environment            = !(local.signal || local.agent_feed) ? null : [{ name = "AGENT_CONFIG", value = jsonencode(local.agent_config) }]
+    user          = var.agent_user
+    command       = local.agent_command
+    environment   = !(local.signal || local.agent_feed) ? null : [{ name = "AGENT_CONFIG", value = jsonencode(local.agent_config) }]
     # The feed's token, through ECS's own injection.
     secrets                = local.agent_feed && var.feed_token_secret_arn != null ? [{ name = "AGENT_FEED_TOKEN", valueFrom = var.feed_token_secret_arn }] : null
     readonlyRootFilesystem = true

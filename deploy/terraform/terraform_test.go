@@ -33,6 +33,7 @@ import (
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/function"
@@ -859,3 +860,21 @@ func keys[V any](m map[string]V) []string {
 }
 
 func sortedKeys(m map[string]cty.Value) []string { return keys(m) }
+
+// TestFormatted: every .tf file is as `terraform fmt` leaves it (hclwrite
+// is its formatter), so users' `terraform fmt -check` passes on the module.
+func TestFormatted(t *testing.T) {
+	files, err := filepath.Glob("*.tf")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no .tf files: %v", err)
+	}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hclwrite.Format(src); !bytes.Equal(got, src) {
+			t.Errorf("%s is not formatted: run terraform fmt deploy/terraform", f)
+		}
+	}
+}
