@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -181,18 +182,37 @@ func TestExecFailingSecretNeverStartsTheApp(t *testing.T) {
 }
 
 // execAgent starts `agent exec` with the test app as its command.
-func execAgent(t *testing.T, env []string, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
+func execAgent(t *testing.T, env []string, args ...string) (*exec.Cmd, string, *lockedBuffer) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "app.out")
 	cmd := exec.Command(agentBin, append(append([]string{"exec"}, args...), "--", os.Args[0])...)
 	cmd.Env = append(env, "AGENT_TEST_APP="+out)
-	var stderr bytes.Buffer
+	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
 	return cmd, out, &stderr
+}
+
+// lockedBuffer is a process's output that a test may read while the
+// process still writes it (os/exec copies into it from its own goroutine).
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestExecForwardsSignalsAndExitsWithTheApp(t *testing.T) {
